@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what building and testing need beyond a Rust toolchain: Mesa's Vulkan drivers
+# (lavapipe gives the wgpu tests a GPU device on machines without one). Idempotent.
+set -euo pipefail
+
+need_apt=()
+dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: please install a Vulkan driver (Mesa's lavapipe works without a GPU): ${need_apt[*]}" >&2
+  fi
+fi

@@ -1,0 +1,511 @@
+//! `dpo`: train, evaluate and sample from small language models with DPO.
+//!
+//! A thin shell: flags become a `TrainConfig` (over `--config file.toml`), the backend is
+//! chosen here once, and `dpo::run` does the work. Exit status: 0 done, 2 bad input or usage
+//! (one line on stderr), 1 anything else.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use dpo::config::TrainConfig;
+use dpo::device::{self, Backend};
+use dpo::dpo::Metrics;
+use dpo::dpo::loss::{LossConfig, LossType};
+use dpo::generate::{SamplingConfig, generate};
+use dpo::run::{self, Progress, TrainJob};
+use dpo::{Error, io::hf};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(
+    name = "dpo",
+    version,
+    about = "Train small language models with Direct Preference Optimization (SFT, then DPO)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// SFT then DPO; with no argument, on the shipped task with the tiny preset.
+    Train(TrainArgs),
+    /// DPO metrics of a model against a reference over a pairs file (no update).
+    Eval(EvalArgs),
+    /// Sample text from a model folder.
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Preference pairs (JSONL: prompt/chosen/rejected, chosen/rejected, or conversational). Default: the shipped task.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Held-out pairs evaluated at the end. Default: the shipped held-out file when training on the shipped task.
+    #[arg(long)]
+    eval_data: Option<PathBuf>,
+    /// Start from a Hugging Face model folder (config.json, model.safetensors, tokenizer.json) instead of a fresh model.
+    #[arg(long, conflicts_with = "preset")]
+    model: Option<PathBuf>,
+    /// Size of a fresh model: micro, tiny, small or gpt2-124m.
+    #[arg(long)]
+    preset: Option<String>,
+    /// Settings file (TOML, the field names of train_config.json); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Supervised fine-tuning steps on prompt + chosen before DPO.
+    #[arg(long)]
+    sft_steps: Option<usize>,
+    /// DPO steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// DPO's beta: how strongly the policy is held near the reference.
+    #[arg(long)]
+    beta: Option<f32>,
+    /// Loss type, or several separated by commas (sigmoid, ipo, hinge, robust, bco_pair, sppo_hard, nca_pair, apo_zero, apo_down, exo_pair, sft).
+    #[arg(long)]
+    loss: Option<String>,
+    /// Weights of the loss types, separated by commas.
+    #[arg(long)]
+    loss_weights: Option<String>,
+    /// Label smoothing for sigmoid, robust and exo_pair.
+    #[arg(long)]
+    label_smoothing: Option<f32>,
+    /// Ignore the reference model (reference log-probs taken as 0).
+    #[arg(long)]
+    reference_free: bool,
+    /// Average log-probs per completion token instead of summing them (SimPO-style).
+    #[arg(long)]
+    length_normalize: bool,
+    /// Peak learning rate of DPO.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Peak learning rate of SFT.
+    #[arg(long)]
+    sft_lr: Option<f64>,
+    /// Linear warmup steps at the start of each phase.
+    #[arg(long)]
+    warmup_steps: Option<usize>,
+    /// AdamW weight decay.
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Clip gradients to this global norm (0: off).
+    #[arg(long)]
+    max_grad_norm: Option<f64>,
+    /// Pairs per optimizer step.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Split each batch into this many micro-batches (gradient accumulation).
+    #[arg(long)]
+    grad_accum: Option<usize>,
+    /// Longest prompt + completion in tokens (longer ones keep their start).
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Compute reference log-probs once before DPO and keep one model in memory.
+    #[arg(long)]
+    precompute_ref: bool,
+    /// Seed for weights, data order and sampling.
+    #[arg(long)]
+    seed: Option<u64>,
+    #[command(flatten)]
+    backend: BackendArg,
+    /// Run folder. Default: runs/<preset>-seed<seed>, numbered if taken.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long, requires = "out")]
+    resume: bool,
+    /// Checkpoint every this many steps.
+    #[arg(long, default_value_t = 50)]
+    save_every: usize,
+    /// Held-out prompts to sample before and after DPO, scored with the shipped task's reward.
+    #[arg(long, default_value_t = 32)]
+    samples: usize,
+    /// Print every metrics object as a JSON line on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BackendArg {
+    /// auto: wgpu on a hardware GPU, else the CPU backend; wgpu; or cpu.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "wgpu", "cpu"])]
+    backend: String,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The policy's model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// The reference's model folder (default: the policy itself).
+    #[arg(long = "ref")]
+    reference: Option<PathBuf>,
+    /// Pairs to evaluate (JSONL).
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value_t = 0.1)]
+    beta: f32,
+    /// Loss type(s), as for train.
+    #[arg(long, default_value = "sigmoid")]
+    loss: String,
+    /// Longest prompt + completion in tokens (default: the model's n_positions).
+    #[arg(long)]
+    max_length: Option<usize>,
+    #[command(flatten)]
+    backend: BackendArg,
+    /// Print the metrics as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// The model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Text to continue.
+    #[arg(long, required_unless_present = "data")]
+    prompt: Option<String>,
+    /// Continue every distinct prompt of this pairs file instead.
+    #[arg(long, conflicts_with = "prompt")]
+    data: Option<PathBuf>,
+    #[arg(long, default_value_t = 32)]
+    max_new_tokens: usize,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    /// Sample among the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 50)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also print each text's reward under the shipped task's ground truth, and the mean.
+    #[arg(long)]
+    score: bool,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+fn main() -> ExitCode {
+    quiet_wayland_probe();
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("internal error: {info}");
+    }));
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => train(args),
+        Command::Eval(args) => eval(args),
+        Command::Generate(args) => generate_cmd(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(if error.is_input() { 2 } else { 1 })
+        }
+    }
+}
+
+/// Probing Vulkan adapters makes Mesa's drivers try Wayland, and libwayland prints an
+/// "error:" line to stderr when XDG_RUNTIME_DIR is unset (headless machines, CI). Point it at
+/// an empty private folder so the probe fails quietly and our own error line stays the only one.
+fn quiet_wayland_probe() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join("dpo-xdg-runtime");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            // SAFETY: first thing in main, before any other thread exists.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
+        }
+    }
+}
+
+fn select_device(arg: &BackendArg) -> Result<burn::tensor::Device, Error> {
+    let backend = Backend::parse(&arg.backend).expect("clap checked the value");
+    let selected = device::select(backend)?;
+    eprintln!("{}", selected.description);
+    Ok(selected.device)
+}
+
+fn parse_losses(names: &str, weights: Option<&str>, into: &mut LossConfig) -> Result<(), Error> {
+    into.loss_type = names
+        .split(',')
+        .map(|name| {
+            LossType::parse(name.trim()).ok_or_else(|| {
+                Error::Input(format!(
+                    "--loss: unknown loss `{name}` (one of {})",
+                    LossType::NAMES.join(", ")
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if let Some(weights) = weights {
+        into.loss_weights = weights
+            .split(',')
+            .map(|w| {
+                w.trim()
+                    .parse::<f32>()
+                    .map_err(|_| Error::Input(format!("--loss-weights: `{w}` is not a number")))
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(())
+}
+
+fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+            toml::from_str(&text).map_err(|e| {
+                Error::Input(format!(
+                    "{}: {}",
+                    path.display(),
+                    e.to_string().replace('\n', " ")
+                ))
+            })?
+        }
+        None => TrainConfig::default(),
+    };
+    macro_rules! set {
+        ($($field:ident).+ = $value:expr) => {
+            if let Some(value) = $value {
+                config.$($field).+ = value;
+            }
+        };
+    }
+    set!(preset = args.preset.clone());
+    set!(sft_steps = args.sft_steps);
+    set!(steps = args.steps);
+    set!(loss.beta = args.beta);
+    set!(loss.label_smoothing = args.label_smoothing);
+    set!(lr = args.lr);
+    set!(sft_lr = args.sft_lr);
+    set!(warmup_steps = args.warmup_steps);
+    set!(weight_decay = args.weight_decay);
+    set!(max_grad_norm = args.max_grad_norm);
+    set!(batch = args.batch);
+    set!(grad_accum = args.grad_accum);
+    set!(max_length = args.max_length);
+    set!(seed = args.seed);
+    config.precompute_ref |= args.precompute_ref;
+    config.loss.reference_free |= args.reference_free;
+    config.loss.length_normalize |= args.length_normalize;
+    if let Some(names) = &args.loss {
+        parse_losses(names, args.loss_weights.as_deref(), &mut config.loss)?;
+    } else if args.loss_weights.is_some() {
+        return Err(Error::Input("--loss-weights needs --loss".into()));
+    }
+    config.validate().map_err(Error::Input)?;
+    Ok(config)
+}
+
+fn default_out(config: &TrainConfig) -> PathBuf {
+    let base = format!("runs/{}-seed{}", config.preset, config.seed);
+    (1..)
+        .map(|n| {
+            if n == 1 {
+                PathBuf::from(&base)
+            } else {
+                PathBuf::from(format!("{base}-{n}"))
+            }
+        })
+        .find(|path| !path.exists())
+        .expect("some name is free")
+}
+
+fn train(args: TrainArgs) -> Result<(), Error> {
+    let config = train_config(&args)?;
+    let device = select_device(&args.backend)?;
+    let out = args.out.clone().unwrap_or_else(|| default_out(&config));
+    let job = TrainJob {
+        config,
+        data: args.data.clone(),
+        eval_data: args.eval_data.clone(),
+        model: args.model.clone(),
+        out: out.clone(),
+        resume: args.resume,
+        save_every: args.save_every,
+        sample_prompts: args.samples,
+    };
+    let mut progress = Reporter::new(args.json);
+    let eval = run::train(&job, &device, &mut progress)?;
+    progress.finish();
+    eprintln!(
+        "run folder: {} (metrics.jsonl, sft/, final/)",
+        out.display()
+    );
+    if let Some(m) = eval {
+        eprintln!(
+            "held-out: loss {:.4}, rewards/chosen {:+.3}, rewards/rejected {:+.3}, margins {:+.3}, accuracy {:.3}",
+            m.loss,
+            m.rewards_chosen.unwrap_or(f64::NAN),
+            m.rewards_rejected.unwrap_or(f64::NAN),
+            m.rewards_margins.unwrap_or(f64::NAN),
+            m.rewards_accuracies.unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> Result<(), Error> {
+    let mut loss = LossConfig {
+        beta: args.beta,
+        ..LossConfig::default()
+    };
+    parse_losses(&args.loss, None, &mut loss)?;
+    let device = select_device(&args.backend)?;
+    let metrics = run::eval_dirs(
+        &args.model,
+        args.reference.as_deref(),
+        &args.data,
+        &loss,
+        args.max_length,
+        &device,
+    )?;
+    if args.json {
+        println!("{}", metrics.to_json());
+    } else {
+        println!("{}", serde_json::to_string_pretty(&metrics).expect("json"));
+    }
+    Ok(())
+}
+
+fn generate_cmd(args: GenerateArgs) -> Result<(), Error> {
+    let device = select_device(&args.backend)?;
+    let loaded = hf::load(
+        &hf::read_dir(&args.model)?,
+        &args.model.display().to_string(),
+        &device,
+    )?;
+    let prompts: Vec<String> = match (&args.prompt, &args.data) {
+        (Some(prompt), _) => vec![prompt.clone()],
+        (None, Some(path)) => {
+            let (_, pairs) = run::read_pairs(
+                Some(Path::new(path)),
+                run::SHIPPED_HELDOUT,
+                &loaded.template,
+            )?;
+            run::distinct_prompts(&pairs)
+                .into_iter()
+                .map(String::from)
+                .collect()
+        }
+        (None, None) => unreachable!("clap requires one"),
+    };
+    let lexicon = dpo::task::Lexicon::shipped();
+    let mut total = 0.0;
+    for (i, prompt) in prompts.iter().enumerate() {
+        let sampling = SamplingConfig {
+            max_new_tokens: args.max_new_tokens,
+            temperature: args.temperature,
+            top_k: args.top_k,
+            seed: args.seed + i as u64,
+        };
+        let text = burn::tensor::read_sync(generate(
+            &loaded.model,
+            &loaded.tokenizer,
+            prompt,
+            &sampling,
+            &device,
+        ))
+        .map_err(Error::Runtime)?;
+        let reward = lexicon.reward(&text) as f64;
+        total += reward;
+        if args.score {
+            println!("{prompt}{text}\t[reward {reward:+.1}]");
+        } else {
+            println!("{prompt}{text}");
+        }
+    }
+    if args.score {
+        println!(
+            "mean ground-truth reward over {} prompts: {:.3}",
+            prompts.len(),
+            total / prompts.len().max(1) as f64
+        );
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal, plain lines otherwise.
+struct Reporter {
+    bar: Option<ProgressBar>,
+    json: bool,
+    total: usize,
+}
+
+impl Reporter {
+    fn new(json: bool) -> Self {
+        Reporter {
+            bar: None,
+            json,
+            total: 0,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+        }
+    }
+}
+
+impl Progress for Reporter {
+    fn start(&mut self, total: usize, done: usize) {
+        self.total = total;
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total as u64).with_position(done as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
+                )
+                .expect("valid template"),
+            );
+            self.bar = Some(bar);
+        }
+    }
+
+    fn metrics(&mut self, m: &Metrics) {
+        if self.json {
+            println!("{}", m.to_json());
+        }
+        let summary = match (m.rewards_chosen, m.rewards_rejected, m.rewards_accuracies) {
+            (Some(c), Some(r), Some(a)) => format!(
+                "{:?} loss {:.4} chosen {c:+.3} rejected {r:+.3} acc {a:.2}",
+                m.phase, m.loss
+            ),
+            _ => format!("{:?} loss {:.4}", m.phase, m.loss),
+        };
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(m.step as u64);
+                bar.set_message(summary.to_lowercase());
+            }
+            None => {
+                // Plain output: about 20 lines per run, plus the first step and every eval.
+                let every = (self.total / 20).max(1);
+                if m.step % every == 0 || m.step == 1 || m.phase == dpo::dpo::Phase::Eval {
+                    eprintln!(
+                        "step {}/{} {} ({:.0} ms)",
+                        m.step,
+                        self.total,
+                        summary.to_lowercase(),
+                        m.ms.unwrap_or(0.0)
+                    );
+                }
+            }
+        }
+    }
+
+    fn message(&mut self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}

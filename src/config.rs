@@ -1,0 +1,99 @@
+//! Every training setting in one serde struct: CLI flags, `--config file.toml` and the
+//! browser's options all map onto `TrainConfig`, so the three front ends cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+use crate::dpo::loss::LossConfig;
+use crate::model::Preset;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Model size when training from scratch (`micro`, `tiny`, `small`, `gpt2-124m`).
+    pub preset: String,
+    /// Seeds the weights, the data order and sampling: a run repeats exactly on one backend.
+    pub seed: u64,
+    /// Supervised fine-tuning steps on prompt + chosen before DPO.
+    pub sft_steps: usize,
+    /// DPO steps.
+    pub steps: usize,
+    /// Pairs per optimizer step.
+    pub batch: usize,
+    /// Micro-batches per optimizer step (the batch is split into this many).
+    pub grad_accum: usize,
+    /// Longest prompt + completion in tokens; longer sequences keep their start.
+    pub max_length: usize,
+    /// Peak learning rate of the SFT phase.
+    pub sft_lr: f64,
+    /// Peak learning rate of the DPO phase.
+    pub lr: f64,
+    /// Linear warmup steps at the start of each phase.
+    pub warmup_steps: usize,
+    /// AdamW's decoupled weight decay (PyTorch's default 0.01).
+    pub weight_decay: f64,
+    /// Clip gradients to this global L2 norm (0 turns clipping off).
+    pub max_grad_norm: f64,
+    /// Compute the reference log-probs once before DPO and keep one model in memory.
+    pub precompute_ref: bool,
+    pub loss: LossConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            preset: "tiny".into(),
+            seed: 42,
+            sft_steps: 300,
+            steps: 200,
+            batch: 16,
+            grad_accum: 1,
+            max_length: 128,
+            sft_lr: 1e-3,
+            lr: 1e-4,
+            warmup_steps: 10,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            precompute_ref: false,
+            loss: LossConfig::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every field; the message names the offending one.
+    pub fn validate(&self) -> Result<(), String> {
+        if Preset::parse(&self.preset).is_none() {
+            return Err(format!(
+                "field `preset`: unknown preset `{}` (one of {})",
+                self.preset,
+                Preset::NAMES.join(", ")
+            ));
+        }
+        if self.batch == 0 {
+            return Err("field `batch`: must be at least 1".into());
+        }
+        if self.grad_accum == 0 || self.batch % self.grad_accum != 0 {
+            return Err(format!(
+                "field `grad_accum`: {} must be at least 1 and divide batch {}",
+                self.grad_accum, self.batch
+            ));
+        }
+        if self.max_length < 2 {
+            return Err("field `max_length`: must be at least 2".into());
+        }
+        for (name, value) in [("sft_lr", self.sft_lr), ("lr", self.lr)] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(format!(
+                    "field `{name}`: must be a finite, non-negative number"
+                ));
+            }
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err("field `weight_decay`: must be a finite, non-negative number".into());
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
+            return Err("field `max_grad_norm`: must be a finite, non-negative number".into());
+        }
+        self.loss.validate()
+    }
+}

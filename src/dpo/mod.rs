@@ -1,0 +1,100 @@
+//! Direct Preference Optimization: sequence log-probs, the loss family and its metrics.
+
+pub mod batch;
+pub mod logps;
+pub mod loss;
+pub mod metrics;
+
+use burn::tensor::Tensor;
+
+use crate::data::TokenizedPair;
+use crate::model::Gpt2;
+use batch::{Scored, SequenceBatch};
+use loss::{LossConfig, PairLogps, RunningMean, dpo_loss};
+pub use metrics::{Metrics, PAIR_METRICS, Phase};
+
+/// Where a batch's reference log-probs come from.
+pub enum ReferenceLogps<'a> {
+    /// A frozen model, run forward without gradients.
+    Model(&'a Gpt2),
+    /// Values computed once before training: [chosen..., rejected...] per batch.
+    Precomputed(Tensor<1>),
+}
+
+/// The sequences of a pair batch: every chosen completion, then every rejected one.
+pub fn pair_sequences<'a>(pairs: &[&'a TokenizedPair]) -> Vec<Scored<'a>> {
+    let chosen = pairs.iter().map(|p| Scored {
+        ids: &p.chosen,
+        start: p.chosen_start,
+    });
+    let rejected = pairs.iter().map(|p| Scored {
+        ids: &p.rejected,
+        start: p.rejected_start,
+    });
+    chosen.chain(rejected).collect()
+}
+
+/// The loss of a pair batch (on the policy's autodiff graph) and its metrics tensor (detached,
+/// `PAIR_METRICS` values in `Metrics::from_pair_values` order).
+pub fn pair_forward(
+    policy: &Gpt2,
+    reference: ReferenceLogps,
+    batch: &SequenceBatch,
+    config: &LossConfig,
+    bco_running: Option<&mut RunningMean>,
+) -> (Tensor<1>, Tensor<1>) {
+    let pairs = batch.sequences / 2;
+    let policy_logps = logps::sequence_logps(policy, batch);
+    let reference_logps = match reference {
+        ReferenceLogps::Model(model) => logps::sequence_logps(model, batch).detach(),
+        ReferenceLogps::Precomputed(values) => values,
+    };
+    let counts = batch.token_counts.clone();
+    let chosen_counts = counts.clone().narrow(0, 0, pairs);
+    // TRL's NLL term: cross-entropy over all chosen completion tokens of the batch.
+    let chosen_nll = -policy_logps.clone().narrow(0, 0, pairs).sum() / chosen_counts.sum();
+    let (policy_logps, reference_logps) = if config.normalizes_length() {
+        let counts = counts.clamp_min(1.0);
+        (policy_logps / counts.clone(), reference_logps / counts)
+    } else {
+        (policy_logps, reference_logps)
+    };
+    let half = |t: &Tensor<1>, i: usize| t.clone().narrow(0, i * pairs, pairs);
+    let logps = PairLogps {
+        policy_chosen: half(&policy_logps, 0),
+        policy_rejected: half(&policy_logps, 1),
+        reference_chosen: half(&reference_logps, 0),
+        reference_rejected: half(&reference_logps, 1),
+        chosen_nll,
+    };
+    let out = dpo_loss(config, &logps, bco_running);
+    let accuracy = out
+        .chosen_rewards
+        .clone()
+        .greater(out.rejected_rewards.clone())
+        .float()
+        .mean();
+    let metrics = Tensor::cat(
+        vec![
+            out.loss.clone().detach(),
+            out.chosen_rewards.clone().mean(),
+            out.rejected_rewards.clone().mean(),
+            (out.chosen_rewards - out.rejected_rewards).mean(),
+            accuracy,
+            logps.policy_chosen.detach().mean(),
+            logps.policy_rejected.detach().mean(),
+        ],
+        0,
+    )
+    .inner();
+    (out.loss, metrics)
+}
+
+/// The SFT loss of a batch of prompt + chosen sequences (mean NLL per completion token) and
+/// its metrics tensor: [loss, mean chosen log-prob].
+pub fn sft_forward(policy: &Gpt2, batch: &SequenceBatch) -> (Tensor<1>, Tensor<1>) {
+    let logps = logps::sequence_logps(policy, batch);
+    let loss = -logps.clone().sum() / batch.token_counts.clone().sum();
+    let metrics = Tensor::cat(vec![loss.clone().detach(), logps.detach().mean()], 0).inner();
+    (loss, metrics)
+}

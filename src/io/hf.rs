@@ -1,0 +1,237 @@
+//! Hugging Face model folders: `config.json`, `model.safetensors`, `tokenizer.json` and, when
+//! the model has one, `tokenizer_config.json` (EOS token, chat template).
+//!
+//! Everything works on bytes so that the browser can hand over files a user picked; reading
+//! and writing folders on disk is a thin native layer on top.
+
+use std::collections::HashMap;
+
+use burn::tensor::Device;
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+
+use crate::Error;
+use crate::data::ChatTemplate;
+use crate::data::tokenizer::TextTokenizer;
+use crate::model::weights::{self, ParamSource};
+use crate::model::{Gpt2, Gpt2Config};
+
+pub const CONFIG: &str = "config.json";
+pub const WEIGHTS: &str = "model.safetensors";
+pub const TOKENIZER: &str = "tokenizer.json";
+pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
+
+/// The files of a model folder, as bytes.
+#[derive(Clone, Debug, Default)]
+pub struct ModelFiles {
+    pub config: Vec<u8>,
+    pub weights: Vec<u8>,
+    pub tokenizer: Vec<u8>,
+    pub tokenizer_config: Option<Vec<u8>>,
+}
+
+/// A model ready to run, with what is needed to feed it text.
+pub struct LoadedModel {
+    pub config: Gpt2Config,
+    pub model: Gpt2,
+    pub tokenizer: TextTokenizer,
+    pub template: ChatTemplate,
+    /// `tokenizer_config.json` as found, written back unchanged on export.
+    pub tokenizer_config: Option<Vec<u8>>,
+}
+
+/// Parses and checks a model folder's files; `source` (the folder) names them in errors.
+pub fn load(files: &ModelFiles, source: &str, device: &Device) -> Result<LoadedModel, Error> {
+    let bad = |file: &str, message: String| Error::Input(format!("{source}/{file}: {message}"));
+    let config: Gpt2Config = serde_json::from_slice(&files.config)
+        .map_err(|e| bad(CONFIG, format!("line {}: {e}", e.line())))?;
+    config.validate().map_err(|e| bad(CONFIG, e))?;
+    let tokenizer_config = match &files.tokenizer_config {
+        Some(bytes) => Some(
+            std::str::from_utf8(bytes)
+                .map_err(|e| bad(TOKENIZER_CONFIG, format!("not UTF-8: {e}")))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let tokenizer = TextTokenizer::from_bytes(&files.tokenizer, tokenizer_config.as_deref())
+        .map_err(|e| bad(TOKENIZER, e))?;
+    if tokenizer.vocab_size() > config.vocab_size {
+        return Err(bad(
+            TOKENIZER,
+            format!(
+                "{} tokens, more than config.json's vocab_size {}",
+                tokenizer.vocab_size(),
+                config.vocab_size
+            ),
+        ));
+    }
+    let template = match &tokenizer_config {
+        Some(text) => {
+            ChatTemplate::from_tokenizer_config(text).map_err(|e| bad(TOKENIZER_CONFIG, e))?
+        }
+        None => ChatTemplate::default_plain(),
+    };
+    let tensors = SafeTensors::deserialize(&files.weights)
+        .map_err(|e| bad(WEIGHTS, format!("not a valid safetensors file: {e}")))?;
+    let mut source_tensors = SafetensorsSource { tensors };
+    let model = weights::fill(Gpt2::new(&config, device), &mut source_tensors, device)
+        .map_err(|e| bad(WEIGHTS, e))?;
+    Ok(LoadedModel {
+        config,
+        model,
+        tokenizer,
+        template,
+        tokenizer_config: files.tokenizer_config.clone(),
+    })
+}
+
+struct SafetensorsSource<'a> {
+    tensors: SafeTensors<'a>,
+}
+
+impl ParamSource for SafetensorsSource<'_> {
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
+        // Checkpoints saved from a bare `GPT2Model` lack the `transformer.` prefix.
+        let bare = name.strip_prefix("transformer.").unwrap_or(name);
+        let view = self
+            .tensors
+            .tensor(name)
+            .or_else(|_| self.tensors.tensor(bare))
+            .map_err(|_| format!("tensor `{name}` is missing"))?;
+        if view.shape() != shape {
+            return Err(format!(
+                "tensor `{name}` has shape {:?}, but config.json implies {shape:?}",
+                view.shape()
+            ));
+        }
+        let bytes = view.data();
+        let values = match view.dtype() {
+            Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(format!(
+                    "tensor `{name}` has dtype {other:?}; F32, F16 and BF16 are supported"
+                ));
+            }
+        };
+        Ok(values)
+    }
+}
+
+/// The folder's files for `model`: weights read back from the device (awaited, so this
+/// works in the browser too), config, tokenizer and tokenizer config.
+pub async fn export(
+    model: &Gpt2,
+    config: &Gpt2Config,
+    tokenizer: &TextTokenizer,
+    tokenizer_config: Option<&[u8]>,
+) -> Result<ModelFiles, Error> {
+    let mut tensors = Vec::new();
+    for named in weights::named_tensors(model) {
+        let data = named
+            .tensor
+            .into_data_async()
+            .await
+            .map_err(|e| Error::Runtime(format!("reading `{}` failed: {e}", named.name)))?
+            .convert::<f32>();
+        tensors.push((named.name, named.shape, data.into_bytes().to_vec()));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map_err(|e| Error::Runtime(format!("tensor `{name}`: {e}")))?;
+            Ok((name.clone(), view))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    // transformers refuses safetensors files without format = pt.
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let weights = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::Runtime(format!("writing safetensors failed: {e}")))?;
+    let mut config = config.clone();
+    config.eos_token_id = Some(tokenizer.eos_id());
+    config.bos_token_id = config.bos_token_id.or(Some(tokenizer.eos_id()));
+    let default_tokenizer_config = serde_json::json!({
+        "eos_token": tokenizer.eos_token(),
+        "bos_token": tokenizer.eos_token(),
+        "model_max_length": config.n_positions,
+        "tokenizer_class": "GPT2Tokenizer",
+    });
+    Ok(ModelFiles {
+        config: serde_json::to_vec_pretty(&config).expect("config serializes"),
+        weights,
+        tokenizer: tokenizer.to_json().into_bytes(),
+        tokenizer_config: Some(match tokenizer_config {
+            Some(bytes) => bytes.to_vec(),
+            None => serde_json::to_vec_pretty(&default_tokenizer_config).expect("json"),
+        }),
+    })
+}
+
+#[cfg(not(target_family = "wasm"))]
+mod native {
+    use std::path::Path;
+
+    use super::*;
+    use crate::io::atomic;
+
+    /// Reads a model folder. A pickle checkpoint is refused with the conversion to run.
+    pub fn read_dir(dir: &Path) -> Result<ModelFiles, Error> {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name))
+                .map_err(|e| Error::Input(format!("{}: {e}", dir.join(name).display())))
+        };
+        if !dir.is_dir() {
+            return Err(Error::Input(format!(
+                "{}: not a model folder (config.json, model.safetensors, tokenizer.json)",
+                dir.display()
+            )));
+        }
+        if !dir.join(WEIGHTS).exists() && dir.join("pytorch_model.bin").exists() {
+            return Err(Error::Input(format!(
+                "{}/pytorch_model.bin: pickle checkpoints are not loaded (they can run code); \
+                 convert it with: python -c \"from transformers import AutoModelForCausalLM as M; \
+                 M.from_pretrained('{0}').save_pretrained('{0}', safe_serialization=True)\"",
+                dir.display()
+            )));
+        }
+        let tokenizer_config = dir.join(TOKENIZER_CONFIG);
+        Ok(ModelFiles {
+            config: read(CONFIG)?,
+            weights: read(WEIGHTS)?,
+            tokenizer: read(TOKENIZER)?,
+            tokenizer_config: match tokenizer_config.exists() {
+                true => Some(read(TOKENIZER_CONFIG)?),
+                false => None,
+            },
+        })
+    }
+
+    /// Writes a model folder atomically, with `extra` files beside the model's.
+    pub fn write_dir(dir: &Path, files: &ModelFiles, extra: &[(&str, &[u8])]) -> Result<(), Error> {
+        let mut all: Vec<(&str, &[u8])> = vec![
+            (CONFIG, &files.config),
+            (WEIGHTS, &files.weights),
+            (TOKENIZER, &files.tokenizer),
+        ];
+        if let Some(bytes) = &files.tokenizer_config {
+            all.push((TOKENIZER_CONFIG, bytes));
+        }
+        all.extend_from_slice(extra);
+        atomic::write_dir(dir, &all)
+            .map_err(|e| Error::Runtime(format!("writing {} failed: {e}", dir.display())))
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
+pub use native::{read_dir, write_dir};

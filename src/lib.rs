@@ -1,0 +1,47 @@
+//! A portable Direct Preference Optimization trainer on burn.
+//!
+//! One library does the work (this crate); the `dpo` command line, the wasm API and the web
+//! page are thin shells over it. The backend is a run-time `burn::tensor::Device`, chosen
+//! once at the edge (`device.rs` natively, the browser's init in `web.rs`).
+//!
+//! - `data`: preference pairs (JSONL in TRL's three formats), tokenizers, TRL's tokenization.
+//! - `model`: GPT-2 with Hugging Face parameter names.
+//! - `dpo`: completion log-probs, the DPO loss family, implicit rewards and metrics.
+//! - `train`: the Trainer (SFT then DPO), AdamW as PyTorch has it, evaluation.
+//! - `generate`: sampling text.
+//! - `io`: Hugging Face model folders, atomic writes.
+//! - `task`: the shipped task's ground-truth reward.
+//! - `session`: turning pairs and settings into a model, tokenizer and tokenized pairs.
+
+pub mod config;
+pub mod data;
+pub mod dpo;
+pub mod generate;
+pub mod io;
+pub mod model;
+pub mod session;
+pub mod task;
+pub mod train;
+
+#[cfg(not(target_family = "wasm"))]
+pub mod device;
+#[cfg(not(target_family = "wasm"))]
+pub mod run;
+
+/// What can go wrong, split by who must act: `Input` is the user's to fix (the command line
+/// exits 2), `Runtime` is ours or the machine's (exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl Error {
+    pub fn is_input(&self) -> bool {
+        matches!(self, Error::Input(_) | Error::Data(_))
+    }
+}

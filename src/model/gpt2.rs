@@ -1,0 +1,153 @@
+//! GPT-2: learned positions, pre-LayerNorm blocks, a GELU MLP, causal self-attention and a
+//! language-model head tied to the token embedding.
+//!
+//! Field names follow Hugging Face's `GPT2LMHeadModel` (`wte`, `h.0.attn.c_attn`, ...), so a
+//! parameter's path in this module tree *is* its checkpoint name (see `weights.rs`). burn's
+//! `Linear` stores its weight as [d_in, d_out], the same layout as GPT-2's `Conv1D`, so
+//! checkpoints load without transposes.
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, gelu_approximate};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Int, Tensor};
+
+use super::config::Gpt2Config;
+
+#[derive(Module, Debug)]
+pub struct Gpt2 {
+    pub wte: Embedding,
+    pub wpe: Embedding,
+    pub h: Vec<Block>,
+    pub ln_f: LayerNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    pub ln_1: LayerNorm,
+    pub attn: Attention,
+    pub ln_2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub c_attn: Linear,
+    pub c_proj: Linear,
+    n_head: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub c_fc: Linear,
+    pub c_proj: Linear,
+    /// GPT-2 uses the tanh approximation (`gelu_new`); some checkpoints ask for the exact one.
+    exact_gelu: bool,
+}
+
+impl Gpt2 {
+    /// Builds the module tree with placeholder (lazy) parameters; `weights::init` or
+    /// `weights::load` then fills every parameter by name.
+    pub fn new(config: &Gpt2Config, device: &Device) -> Self {
+        let d = config.n_embd;
+        let norm = || {
+            LayerNormConfig::new(d)
+                .with_epsilon(config.layer_norm_epsilon)
+                .init(device)
+        };
+        let linear = |d_in, d_out| LinearConfig::new(d_in, d_out).init(device);
+        let block = || Block {
+            ln_1: norm(),
+            attn: Attention {
+                c_attn: linear(d, 3 * d),
+                c_proj: linear(d, d),
+                n_head: config.n_head,
+            },
+            ln_2: norm(),
+            mlp: Mlp {
+                c_fc: linear(d, config.inner_dim()),
+                c_proj: linear(config.inner_dim(), d),
+                exact_gelu: config.activation_function == "gelu",
+            },
+        };
+        Gpt2 {
+            wte: EmbeddingConfig::new(config.vocab_size, d).init(device),
+            wpe: EmbeddingConfig::new(config.n_positions, d).init(device),
+            h: (0..config.n_layer).map(|_| block()).collect(),
+            ln_f: norm(),
+        }
+    }
+
+    /// Final hidden states [batch, seq, d_model] for token ids [batch, seq].
+    pub fn hidden(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [_, seq] = ids.dims();
+        let positions = Tensor::<1, Int>::arange(0..seq as i64, &ids.device()).reshape([1, seq]);
+        let mut x = self.wte.forward(ids) + self.wpe.forward(positions);
+        for block in &self.h {
+            x = block.forward(x);
+        }
+        self.ln_f.forward(x)
+    }
+
+    /// The language-model head: the token embedding, tied. [vocab, d_model]
+    pub fn head(&self) -> Tensor<2> {
+        self.wte.weight.val()
+    }
+
+    /// Logits [batch, vocab] of the token after the last position.
+    pub fn next_token_logits(&self, ids: Tensor<2, Int>) -> Tensor<2> {
+        let hidden = self.hidden(ids);
+        let [batch, seq, width] = hidden.dims();
+        let last = hidden.narrow(1, seq - 1, 1).reshape([batch, width]);
+        last.matmul(self.head().transpose())
+    }
+
+    /// Longest sequence the position table covers.
+    pub fn max_positions(&self) -> usize {
+        self.wpe.weight.shape().dims::<2>()[0]
+    }
+}
+
+impl Block {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x));
+        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    }
+}
+
+impl Attention {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch, seq, d] = x.dims();
+        let head_dim = d / self.n_head;
+        let qkv = self.c_attn.forward(x);
+        let split = |i: usize| {
+            qkv.clone()
+                .narrow(2, i * d, d)
+                .reshape([batch, seq, self.n_head, head_dim])
+                .swap_dims(1, 2)
+        };
+        // Right padding needs no mask of its own: causal attention already keeps real
+        // positions from seeing the padding after them.
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
+        let y = attention(split(0), split(1), split(2), None, None, options);
+        self.c_proj
+            .forward(y.swap_dims(1, 2).reshape([batch, seq, d]))
+    }
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = self.c_fc.forward(x);
+        let x = if self.exact_gelu {
+            gelu(x)
+        } else {
+            gelu_approximate(x)
+        };
+        self.c_proj.forward(x)
+    }
+}

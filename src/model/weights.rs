@@ -1,0 +1,178 @@
+//! Filling and reading a model's parameters by their Hugging Face names.
+//!
+//! One rule names every parameter: its path in the module tree, with burn's LayerNorm
+//! `gamma`/`beta` spelled `weight`/`bias` and the `transformer.` prefix GPT-2 checkpoints use.
+//! Loading, random initialisation and export all walk the tree with that rule, so a new
+//! layer needs no naming code.
+//!
+//! Random initialisation happens on the host with a seeded generator: the same seed gives
+//! bit-identical starting weights on every backend, which is what lets the CPU and GPU paths
+//! be compared step for step. Parameter ids are derived from names for the same reason: an
+//! optimizer state saved in one process finds its parameters in the next.
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Normal};
+
+/// Where parameter values come from.
+pub trait ParamSource {
+    /// The values of parameter `name` with `shape`, row-major.
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String>;
+}
+
+/// A parameter's checkpoint name from its path in the module tree.
+pub fn hf_name(path: &[String]) -> String {
+    let mut parts: Vec<&str> = path.iter().map(String::as_str).collect();
+    if let Some(last) = parts.last_mut() {
+        *last = match *last {
+            "gamma" => "weight",
+            "beta" => "bias",
+            other => other,
+        };
+    }
+    format!("transformer.{}", parts.join("."))
+}
+
+fn param_id(name: &str) -> ParamId {
+    // FNV-1a: stable across processes and platforms, unlike std's hasher.
+    let hash = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
+    ParamId::from(hash)
+}
+
+/// Replaces every float parameter of `model` with values from `source`, on `device`.
+pub fn fill<M: Module>(
+    model: M,
+    source: &mut dyn ParamSource,
+    device: &Device,
+) -> Result<M, String> {
+    let mut filler = Filler {
+        path: Vec::new(),
+        source,
+        device: device.clone(),
+        error: None,
+    };
+    let model = model.map(&mut filler);
+    match filler.error {
+        Some(error) => Err(error),
+        None => Ok(model),
+    }
+}
+
+struct Filler<'a> {
+    path: Vec<String>,
+    source: &'a mut dyn ParamSource,
+    device: Device,
+    error: Option<String>,
+}
+
+impl ModuleMapper for Filler<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.error.is_some() {
+            return param;
+        }
+        let name = hf_name(&self.path);
+        let shape = param.lazy_shape().dims::<D>().to_vec();
+        match self.source.take(&name, &shape) {
+            Ok(values) => {
+                let tensor = Tensor::from_data(TensorData::new(values, shape), &self.device);
+                let tensor = match self.device.is_autodiff() {
+                    true => tensor.require_grad(),
+                    false => tensor,
+                };
+                Param::initialized(param_id(&name), tensor)
+            }
+            Err(error) => {
+                self.error = Some(error);
+                param
+            }
+        }
+    }
+}
+
+/// GPT-2's initialisation (Hugging Face `_init_weights`): N(0, 0.02) weights, residual
+/// projections scaled by 1/sqrt(2 * layers), zero biases, unit LayerNorm scales.
+pub struct RandomInit {
+    rng: StdRng,
+    n_layer: usize,
+}
+
+impl RandomInit {
+    pub fn new(seed: u64, n_layer: usize) -> Self {
+        RandomInit {
+            rng: StdRng::seed_from_u64(seed),
+            n_layer,
+        }
+    }
+}
+
+impl ParamSource for RandomInit {
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
+        let len = shape.iter().product();
+        let is_norm = name.contains(".ln_");
+        if name.ends_with(".bias") {
+            return Ok(vec![0.0; len]);
+        }
+        if is_norm {
+            return Ok(vec![1.0; len]);
+        }
+        let mut std = 0.02f32;
+        if name.ends_with("c_proj.weight") {
+            std /= (2.0 * self.n_layer as f32).sqrt();
+        }
+        let normal = Normal::new(0.0, std).map_err(|e| e.to_string())?;
+        Ok((0..len).map(|_| normal.sample(&mut self.rng)).collect())
+    }
+}
+
+/// One parameter read back from the device.
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub tensor: Tensor<1>,
+}
+
+/// Every float parameter of `model` with its checkpoint name, flattened, still on the device.
+pub fn named_tensors<M: Module>(model: &M) -> Vec<NamedTensor> {
+    let mut collector = Collector::default();
+    model.visit(&mut collector);
+    collector.out
+}
+
+#[derive(Default)]
+struct Collector {
+    path: Vec<String>,
+    out: Vec<NamedTensor>,
+}
+
+impl ModuleVisitor for Collector {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let tensor = param.val();
+        let shape = tensor.dims().to_vec();
+        let len: usize = shape.iter().product();
+        self.out.push(NamedTensor {
+            name: hf_name(&self.path),
+            shape,
+            tensor: tensor.reshape([len]),
+        });
+    }
+}

@@ -1,0 +1,59 @@
+//! From settings and pairs to something trainable: a fresh model and tokenizer (or a loaded
+//! one) and the pairs tokenized for it. Shared by the command line and the browser.
+
+use burn::tensor::Device;
+
+use crate::Error;
+use crate::config::TrainConfig;
+use crate::data::tokenizer::{TextTokenizer, train_bpe};
+use crate::data::{ChatTemplate, PreferencePair, TokenizedPair, tokenize_pairs};
+use crate::io::hf::LoadedModel;
+use crate::model::weights::{self, RandomInit};
+use crate::model::{Gpt2, Preset};
+
+/// A new model of `config.preset` with a byte-level BPE tokenizer trained on `pairs`.
+pub fn from_scratch(
+    pairs: &[PreferencePair],
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<LoadedModel, Error> {
+    let preset = Preset::parse(&config.preset)
+        .ok_or_else(|| Error::Input(format!("unknown preset `{}`", config.preset)))?;
+    let texts = pairs
+        .iter()
+        .flat_map(|p| [p.prompt.as_str(), p.chosen.as_str(), p.rejected.as_str()]);
+    let tokenizer = train_bpe(texts, preset.target_vocab())
+        .and_then(|t| TextTokenizer::from_tokenizer(t, None))
+        .map_err(|e| Error::Runtime(format!("training the tokenizer failed: {e}")))?;
+    let mut model_config = preset.config(Some(tokenizer.vocab_size()));
+    model_config.n_positions = model_config.n_positions.max(config.max_length);
+    model_config.eos_token_id = Some(tokenizer.eos_id());
+    model_config.bos_token_id = Some(tokenizer.eos_id());
+    let mut init = RandomInit::new(config.seed, model_config.n_layer);
+    let model = weights::fill(Gpt2::new(&model_config, device), &mut init, device)
+        .map_err(Error::Runtime)?;
+    Ok(LoadedModel {
+        config: model_config,
+        model,
+        tokenizer,
+        template: ChatTemplate::default_plain(),
+        tokenizer_config: None,
+    })
+}
+
+/// Tokenizes `pairs` for `model` (TRL's rules, see `data::tokenizer`); `file` names the
+/// source in errors. `max_length` may not exceed what the model's positions cover.
+pub fn tokenize(
+    model: &LoadedModel,
+    file: &str,
+    pairs: &[PreferencePair],
+    max_length: usize,
+) -> Result<Vec<TokenizedPair>, Error> {
+    if max_length > model.config.n_positions {
+        return Err(Error::Input(format!(
+            "max_length {max_length} exceeds the model's n_positions {}",
+            model.config.n_positions
+        )));
+    }
+    Ok(tokenize_pairs(file, &model.tokenizer, pairs, max_length)?)
+}

@@ -1,0 +1,67 @@
+//! The same steps on the CPU backend and on wgpu (lavapipe in CI) give the same metrics.
+//! This test needs a Vulkan adapter; CI installs Mesa's lavapipe so it always has one.
+
+mod common;
+
+use burn::tensor::{Device, read_sync};
+use dpo::dpo::Metrics;
+use dpo::train::{Trainer, TrainerState};
+
+fn run_steps(device: Device) -> Vec<Metrics> {
+    let autodiff = device.autodiff();
+    let (model, pairs, config) = common::shipped_setup("micro", 16, &autodiff);
+    let pad = model.tokenizer.eos_id();
+    let mut trainer = Trainer::new(
+        model.model,
+        pairs,
+        pad,
+        config,
+        autodiff,
+        TrainerState::default(),
+    );
+    let mut out = Vec::new();
+    while !trainer.is_done() {
+        if trainer.needs_reference() {
+            let reference = trainer.policy().clone();
+            read_sync(trainer.start_dpo(reference)).unwrap();
+        }
+        out.push(trainer.step().read().unwrap());
+    }
+    out
+}
+
+#[test]
+fn cpu_and_wgpu_agree_step_for_step() {
+    let cpu = run_steps(Device::flex());
+    let wgpu = run_steps(Device::wgpu(Default::default()));
+    assert_eq!(cpu.len(), 5);
+    for (a, b) in cpu.iter().zip(&wgpu) {
+        let fields = [
+            ("loss", Some(a.loss), Some(b.loss)),
+            ("rewards/chosen", a.rewards_chosen, b.rewards_chosen),
+            ("rewards/rejected", a.rewards_rejected, b.rewards_rejected),
+            ("rewards/margins", a.rewards_margins, b.rewards_margins),
+            (
+                "rewards/accuracies",
+                a.rewards_accuracies,
+                b.rewards_accuracies,
+            ),
+            ("logps/chosen", a.logps_chosen, b.logps_chosen),
+            ("logps/rejected", a.logps_rejected, b.logps_rejected),
+            ("grad_norm", a.grad_norm, b.grad_norm),
+        ];
+        for (name, x, y) in fields {
+            assert_eq!(x.is_some(), y.is_some(), "{name} at step {}", a.step);
+            if let (Some(x), Some(y)) = (x, y) {
+                assert!(
+                    common::close(x, y, 1e-4),
+                    "{name} at step {} ({:?}): cpu {x} vs wgpu {y}",
+                    a.step,
+                    a.phase
+                );
+            }
+        }
+    }
+    // The DPO steps really moved the policy away from its reference.
+    assert!(cpu.last().unwrap().rewards_margins.unwrap().abs() > 0.0);
+}
