@@ -10,7 +10,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, read_sync};
 
 use crate::Error;
@@ -134,12 +133,9 @@ pub fn train(
     if job.resume {
         let bytes =
             fs::read(checkpoint.join(OPTIMIZER)).map_err(io_error(&checkpoint.join(OPTIMIZER)))?;
-        let optim = ModuleOptimizer::from(burn::optim::AdamWConfig::new().build())
-            .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-            .map_err(|e| {
-                Error::Input(format!("{}: {e:?}", checkpoint.join(OPTIMIZER).display()))
-            })?;
-        trainer.set_optimizer(optim);
+        trainer
+            .load_optimizer_bytes(bytes)
+            .map_err(|e| Error::Input(format!("{}: {e}", checkpoint.join(OPTIMIZER).display())))?;
         progress.message(&format!(
             "resuming {} at step {}",
             out.display(),
@@ -322,10 +318,7 @@ fn save_model(
 }
 
 fn save_checkpoint(dir: &Path, trainer: &Trainer, model: &LoadedModel) -> Result<(), Error> {
-    let optimizer = trainer
-        .optimizer()
-        .into_bytes()
-        .map_err(|e| Error::Runtime(format!("serializing the optimizer failed: {e:?}")))?;
+    let optimizer = trainer.optimizer_bytes().map_err(Error::Runtime)?;
     let state = serde_json::to_vec(&trainer.state()).expect("state serializes");
     save_model(
         dir,

@@ -124,13 +124,20 @@ impl Trainer {
         }
     }
 
-    pub fn optimizer(&self) -> &ModuleOptimizer {
-        &self.optim
+    /// The optimizer's moments, serialized (burnpack), for a checkpoint.
+    pub fn optimizer_bytes(&self) -> Result<Vec<u8>, String> {
+        self.optim
+            .into_bytes()
+            .map(|bytes| bytes.to_vec())
+            .map_err(|e| format!("serializing the optimizer failed: {e:?}"))
     }
 
-    /// Restores saved optimizer moments (after `new`, when resuming).
-    pub fn set_optimizer(&mut self, optim: ModuleOptimizer) {
-        self.optim = optim;
+    /// Restores moments saved by `optimizer_bytes` (after `new`, when resuming).
+    pub fn load_optimizer_bytes(&mut self, bytes: Vec<u8>) -> Result<(), String> {
+        self.optim = optim::adamw(self.config.weight_decay)
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+            .map_err(|e| format!("not an optimizer state: {e:?}"))?;
+        Ok(())
     }
 
     /// Total steps of the run, SFT and DPO.
