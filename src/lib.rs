@@ -27,6 +27,8 @@ pub mod train;
 pub mod device;
 #[cfg(not(target_family = "wasm"))]
 pub mod run;
+#[cfg(target_family = "wasm")]
+pub mod web;
 
 /// What can go wrong, split by who must act: `Input` is the user's to fix (the command line
 /// exits 2), `Runtime` is ours or the machine's (exit 1).

@@ -200,6 +200,10 @@ pub fn train(
 
     let final_dir = out.join("final");
     save_model(&final_dir, trainer.policy(), &model, &[])?;
+    if config.steps == 0 {
+        // No DPO phase: the SFT model is the final one.
+        save_model(&out.join("sft"), trainer.policy(), &model, &[])?;
+    }
     let Some((eval_pairs, raw_pairs)) = eval_set else {
         return Ok(None);
     };
@@ -207,7 +211,7 @@ pub fn train(
         hf::load(&hf::read_dir(dir)?, &dir.display().to_string(), device)
     };
     let (policy, reference) = (plain(&final_dir)?, plain(&out.join("sft"))?);
-    let mut metrics = read_sync(evaluate(
+    let (mut metrics, _) = read_sync(evaluate(
         &policy.model,
         &reference.model,
         &eval_pairs,
@@ -359,7 +363,7 @@ pub fn sample_reward(
         seed,
         ..SamplingConfig::default()
     };
-    let prompts = distinct_prompts(pairs);
+    let prompts = data::distinct_prompts(pairs);
     let prompts = &prompts[..count.min(prompts.len())];
     let mut total = 0.0;
     for (i, prompt) in prompts.iter().enumerate() {
@@ -372,16 +376,6 @@ pub fn sample_reward(
         total += lexicon.reward(&text) as f64;
     }
     Ok(total / prompts.len().max(1) as f64)
-}
-
-/// The prompts of `pairs`, each once, in file order.
-pub fn distinct_prompts(pairs: &[PreferencePair]) -> Vec<&str> {
-    let mut seen = std::collections::HashSet::new();
-    pairs
-        .iter()
-        .map(|p| p.prompt.as_str())
-        .filter(|p| seen.insert(*p))
-        .collect()
 }
 
 /// `dpo eval`: metrics of a model folder against a reference folder over a pairs file.
@@ -410,7 +404,7 @@ pub fn eval_dirs(
         .as_ref()
         .map(|r| &r.model)
         .unwrap_or(&policy.model);
-    read_sync(evaluate(
+    let (metrics, _) = read_sync(evaluate(
         &policy.model,
         reference_model,
         &tokenized,
@@ -419,7 +413,8 @@ pub fn eval_dirs(
         16,
         device,
     ))
-    .map_err(Error::Runtime)
+    .map_err(Error::Runtime)?;
+    Ok(metrics)
 }
 
 /// A file the user handed us could not be read: theirs to fix.

@@ -390,7 +390,7 @@ fn generate_cmd(args: GenerateArgs) -> Result<(), Error> {
                 run::SHIPPED_HELDOUT,
                 &loaded.template,
             )?;
-            run::distinct_prompts(&pairs)
+            dpo::data::distinct_prompts(&pairs)
                 .into_iter()
                 .map(String::from)
                 .collect()

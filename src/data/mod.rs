@@ -80,6 +80,16 @@ pub fn read_pairs(path: &Path, template: &ChatTemplate) -> Result<Vec<Preference
     }
 }
 
+/// The prompts of `pairs`, each once, in file order.
+pub fn distinct_prompts(pairs: &[PreferencePair]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::new();
+    pairs
+        .iter()
+        .map(|p| p.prompt.as_str())
+        .filter(|p| seen.insert(*p))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

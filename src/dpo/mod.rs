@@ -34,15 +34,23 @@ pub fn pair_sequences<'a>(pairs: &[&'a TokenizedPair]) -> Vec<Scored<'a>> {
     chosen.chain(rejected).collect()
 }
 
-/// The loss of a pair batch (on the policy's autodiff graph) and its metrics tensor (detached,
-/// `PAIR_METRICS` values in `Metrics::from_pair_values` order).
+/// What one forward pass over a pair batch gives.
+pub struct PairForward {
+    /// On the policy's autodiff graph.
+    pub loss: Tensor<1>,
+    /// Detached, `PAIR_METRICS` values in `Metrics::from_pair_values` order.
+    pub metrics: Tensor<1>,
+    /// Detached implicit reward margin (chosen - rejected) of each pair.
+    pub margins: Tensor<1>,
+}
+
 pub fn pair_forward(
     policy: &Gpt2,
     reference: ReferenceLogps,
     batch: &SequenceBatch,
     config: &LossConfig,
     bco_running: Option<&mut RunningMean>,
-) -> (Tensor<1>, Tensor<1>) {
+) -> PairForward {
     let pairs = batch.sequences / 2;
     let policy_logps = logps::sequence_logps(policy, batch);
     let reference_logps = match reference {
@@ -68,18 +76,14 @@ pub fn pair_forward(
         chosen_nll,
     };
     let out = dpo_loss(config, &logps, bco_running);
-    let accuracy = out
-        .chosen_rewards
-        .clone()
-        .greater(out.rejected_rewards.clone())
-        .float()
-        .mean();
+    let margins = out.chosen_rewards.clone() - out.rejected_rewards.clone();
+    let accuracy = margins.clone().greater_elem(0.0).float().mean();
     let metrics = Tensor::cat(
         vec![
             out.loss.clone().detach(),
             out.chosen_rewards.clone().mean(),
             out.rejected_rewards.clone().mean(),
-            (out.chosen_rewards - out.rejected_rewards).mean(),
+            margins.clone().mean(),
             accuracy,
             logps.policy_chosen.detach().mean(),
             logps.policy_rejected.detach().mean(),
@@ -87,7 +91,11 @@ pub fn pair_forward(
         0,
     )
     .inner();
-    (out.loss, metrics)
+    PairForward {
+        loss: out.loss,
+        metrics,
+        margins: margins.inner(),
+    }
 }
 
 /// The SFT loss of a batch of prompt + chosen sequences (mean NLL per completion token) and

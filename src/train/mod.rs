@@ -117,6 +117,15 @@ impl Trainer {
         &self.policy
     }
 
+    /// The frozen reference model, once DPO has started (none with precomputed log-probs).
+    pub fn reference(&self) -> Option<&Gpt2> {
+        self.reference.as_ref()
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
     pub fn state(&self) -> TrainerState {
         TrainerState {
             step: self.step,
@@ -276,12 +285,13 @@ impl Trainer {
             }
             (None, None) => panic!("DPO step before start_dpo"),
         };
-        dpo::pair_forward(
+        let out = dpo::pair_forward(
             &self.policy,
             reference,
             &batch,
             &self.config.loss,
             Some(&mut self.bco),
-        )
+        );
+        (out.loss, out.metrics)
     }
 }

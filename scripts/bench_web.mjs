@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+// ms/step of the tiny preset in the browser on WebGPU next to native wgpu, on this machine.
+//   node scripts/bench_web.mjs [--sft-steps 4] [--steps 4] [--batch 8] [--max-length 64]
+// Needs www/ built (scripts/build_web.sh) and target/release/dpo (cargo build --release).
+// Reports the median `ms` of the steps after the first two (shader compilation, warm-up);
+// both sides train the same workload from the same data and seed.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { dpoBinary, launch, medianMs, openPage, root, serverUrl, waitForRun } from '../tests/browser/harness.mjs';
+
+const { values: opts } = parseArgs({
+  options: {
+    'sft-steps': { type: 'string', default: '4' },
+    steps: { type: 'string', default: '4' },
+    batch: { type: 'string', default: '8' },
+    'max-length': { type: 'string', default: '64' },
+    preset: { type: 'string', default: 'tiny' },
+  },
+});
+const workload = `preset ${opts.preset}, batch ${opts.batch}, max_length ${opts['max-length']}, ` +
+  `${opts['sft-steps']} SFT + ${opts.steps} DPO steps`;
+
+function native() {
+  const out = join(mkdtempSync(join(tmpdir(), 'dpo-bench-')), 'run');
+  const run = spawnSync(dpoBinary, ['train', '--backend', 'wgpu', '--preset', opts.preset,
+    '--sft-steps', opts['sft-steps'], '--steps', opts.steps, '--batch', opts.batch,
+    '--max-length', opts['max-length'], '--samples', '0', '--json', '--out', out,
+    '--data', join(root, 'examples/data/train.jsonl'), '--eval-data', join(root, 'examples/data/heldout.jsonl')],
+  { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (run.status !== 0) throw new Error(`dpo train failed: ${run.stderr}`);
+  const device = (run.stdout + run.stderr).split('\n').find((line) => line.startsWith('backend:')) ?? '';
+  const metrics = run.stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
+  return { ms: medianMs(metrics), device };
+}
+
+async function browser() {
+  const server = await serverUrl();
+  const chromium = await launch({ webgpu: true });
+  try {
+    const hash = `sample=sentiment&backend=webgpu&preset=${opts.preset}&sft_steps=${opts['sft-steps']}` +
+      `&steps=${opts.steps}&batch=${opts.batch}&max_length=${opts['max-length']}&gen_tokens=1&autostart=1`;
+    const { page } = await openPage(chromium, `${server.url}#${hash}`);
+    // Stop as soon as the last step is in: generations and evaluation are not the benchmark.
+    const total = Number(opts['sft-steps']) + Number(opts.steps);
+    await page.waitForFunction((n) => window.dpoState.metrics.length >= n || window.dpoState.error,
+      total, { timeout: 3_600_000, polling: 1000 });
+    const run = await page.evaluate(() => window.dpoState);
+    if (run.error) throw new Error(run.error);
+    await page.click('#stop').catch(() => {});
+    await waitForRun(page, 600_000).catch(() => {});
+    return { ms: medianMs(run.metrics), device: run.reason };
+  } finally {
+    await chromium.close();
+    server.stop();
+  }
+}
+
+console.log(`workload: ${workload}`);
+const web = await browser();
+console.log(`browser WebGPU: ${web.ms.toFixed(1)} ms/step  (${web.device})`);
+const gpu = native();
+console.log(`native wgpu:    ${gpu.ms.toFixed(1)} ms/step  (${gpu.device})`);
+console.log(`ratio browser/native: ${(web.ms / gpu.ms).toFixed(2)}x`);

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds the browser trainer into www/: the wasm package (www/pkg), the page's npm
+# dependencies (www/vendor) and the shipped samples (www/samples). Idempotent and offline
+# once the tools are installed (the first run installs wasm-bindgen-cli and wasm-pack with
+# cargo, ~8 minutes on 2 cores). Everything it writes is a build output, ignored by git.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rustup target list --installed | grep -qx wasm32-unknown-unknown \
+  || rustup target add wasm32-unknown-unknown
+
+# wasm-bindgen's CLI must match the library version in Cargo.lock exactly, or the generated
+# JS glue and the wasm disagree. Without --locked: a locked install fails on a yanked crate.
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+have=$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }' || true)
+if [ "$have" != "$want" ]; then
+  echo "installing wasm-bindgen-cli $want (found: ${have:-none})"
+  cargo install wasm-bindgen-cli --version "$want" --force
+fi
+command -v wasm-pack >/dev/null || cargo install wasm-pack
+
+# --no-opt: Debian's wasm-opt (binaryen 108) breaks current wasm-bindgen output (see
+# FINDINGS.md). .cargo/config.toml sets the wasm rustflags (simd128, getrandom backend).
+wasm-pack build --target web --release --no-opt --out-dir www/pkg --no-typescript
+
+if [ -f package-lock.json ]; then
+  npm ci --no-audit --no-fund --silent
+else
+  npm install --no-audit --no-fund --silent
+fi
+
+# The page imports only its own origin: vendor the ES-module builds next to it.
+mkdir -p www/vendor www/samples
+cp node_modules/uplot/dist/uPlot.esm.js node_modules/uplot/dist/uPlot.min.css www/vendor/
+cp node_modules/fflate/esm/browser.js www/vendor/fflate.js
+cp examples/data/train.jsonl examples/data/heldout.jsonl www/samples/
+cp examples/data/formats/*.jsonl www/samples/
+
+echo "web build ready: www/ ($(du -h www/pkg/dpo_bg.wasm | cut -f1) wasm)"

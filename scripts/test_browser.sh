@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Browser end-to-end tests (tests/browser/*.test.mjs) in headless Chromium through
+# playwright-core: WebGPU on SwiftShader, the CPU fallback, bad input, and agreement with
+# the native CLI. Builds what is missing, serves www/ on a free port, runs `node --test`.
+# Screenshots land in target/browser-artifacts/. DPO_TEST_VERBOSE=1 echoes the page's console.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -f www/pkg/dpo_bg.wasm ] || [ ! -f www/vendor/uPlot.esm.js ] || [ ! -f www/samples/train.jsonl ]; then
+  scripts/build_web.sh
+fi
+[ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent
+cargo build --release --bin dpo
+
+# Debian's Chromium (it bundles SwiftShader's Vulkan for WebGPU). Never a downloaded browser.
+if ! command -v chromium >/dev/null; then
+  apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }
+fi
+
+log=$(mktemp)
+node scripts/serve.mjs 0 >"$log" &
+server=$!
+trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
+for _ in $(seq 50); do
+  url=$(head -n1 "$log")
+  [ -n "$url" ] && break
+  sleep 0.1
+done
+[ -n "$url" ] || { echo "the static server did not start" >&2; exit 1; }
+
+# One test at a time: each trains a model, and two at once would only fight over 2 cores.
+DPO_WEB_URL="$url" node --test --test-concurrency=1 --test-reporter=spec tests/browser/

@@ -1,0 +1,30 @@
+// No WebGPU (Chromium without --enable-unsafe-webgpu has no adapter): the page says so and
+// `auto` trains on the CPU backend in wasm.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { foreignRequests, launch, openPage, screenshot, serverUrl, waitForRun } from './harness.mjs';
+
+const SETUP = 'sample=sentiment&backend=auto&preset=micro&sft_steps=6&steps=6&batch=4&max_length=48&gen_tokens=12&autostart=1';
+
+test('falls back to the CPU and says WebGPU is missing', { timeout: 300_000 }, async () => {
+  const server = await serverUrl();
+  const browser = await launch({ webgpu: false });
+  try {
+    const url = `${server.url}#${SETUP}`;
+    const { page, requests, consoleLines } = await openPage(browser, url);
+    const run = await waitForRun(page, 240_000);
+    assert.equal(run.error, null, `the run failed: ${run.error}\n${consoleLines.join('\n')}`);
+    assert.equal(run.backend, 'cpu');
+    assert.match(run.reason, /WebGPU not available/);
+    assert.ok(await page.isVisible('#webgpu-missing'), 'no "WebGPU is not available" banner');
+    assert.match(await page.textContent('#webgpu-missing'), /WebGPU is not available/);
+    assert.match(await page.textContent('#backend'), /Training on the CPU \(wasm\) — WebGPU not available/);
+    assert.equal(run.metrics.length, 12);
+    assert.ok(run.evaluation, 'no evaluation');
+    await screenshot(page, 'cpu.png');
+    assert.deepEqual(foreignRequests(requests, url), []);
+  } finally {
+    await browser.close();
+    server.stop();
+  }
+});

@@ -1,0 +1,79 @@
+// Shared by the browser tests and scripts/bench_web.mjs: the static server, Chromium with
+// the flags that work on this machine (see shared FINDINGS: SwiftShader WebGPU needs
+// --enable-unsafe-webgpu; never a downloaded browser), and waiting for a run to end.
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const artifacts = join(root, 'target', 'browser-artifacts');
+export const dpoBinary = join(root, 'target', 'release', 'dpo');
+
+const baseFlags = [
+  '--headless', '--no-sandbox', '--disable-gpu-sandbox', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+// Playwright gives every launch a fresh temporary profile (its own --user-data-dir).
+export async function launch({ webgpu = true } = {}) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: webgpu ? [...baseFlags, '--enable-unsafe-webgpu'] : baseFlags,
+  });
+}
+
+// The server scripts/test_browser.sh started (DPO_WEB_URL), or one of our own on a free port.
+export async function serverUrl() {
+  if (process.env.DPO_WEB_URL) return { url: process.env.DPO_WEB_URL, stop: () => {} };
+  const child = spawn(process.execPath, [join(root, 'scripts', 'serve.mjs'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`serve.mjs exited with ${code}`)));
+    child.stdout.once('data', (chunk) => resolve(chunk.toString().trim().split('\n')[0]));
+  });
+  return { url, stop: () => child.kill() };
+}
+
+// A page that records every request it makes and forwards its (and its worker's) console.
+export async function openPage(browser, url, { log = process.env.DPO_TEST_VERBOSE === '1' } = {}) {
+  const page = await browser.newPage({ viewport: { width: 1366, height: 900 }, acceptDownloads: true });
+  const requests = [];
+  page.on('request', (request) => requests.push(request.url()));
+  const consoleLines = [];
+  page.on('console', (message) => {
+    consoleLines.push(`${message.type()}: ${message.text()}`);
+    if (log) console.log(`[page ${message.type()}] ${message.text()}`);
+  });
+  page.on('pageerror', (error) => consoleLines.push(`pageerror: ${error.message}`));
+  await page.goto(url);
+  return { page, requests, consoleLines };
+}
+
+// Every request went to the page's own origin (or never left the browser).
+export function foreignRequests(requests, url) {
+  const origin = new URL(url).origin;
+  return requests.filter((r) => !(r.startsWith('data:') || r.startsWith('blob:') || new URL(r).origin === origin));
+}
+
+export async function waitForRun(page, timeoutMs) {
+  await page.waitForFunction(() => window.dpoState && (window.dpoState.done || window.dpoState.error),
+    null, { timeout: timeoutMs, polling: 500 });
+  return page.evaluate(() => ({ ...window.dpoState, points: window.dpoCharts.points() }));
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(artifacts, { recursive: true });
+  const path = join(artifacts, name);
+  await page.screenshot({ path, fullPage: true });
+  return path;
+}
+
+// Median of the per-step `ms` after the first `skip` steps (shader compilation, warm-up).
+export function medianMs(metrics, skip = 2) {
+  const times = metrics.filter((m) => m.phase !== 'eval').slice(skip).map((m) => m.ms).filter(Number.isFinite).sort((a, b) => a - b);
+  if (times.length === 0) return NaN;
+  const mid = times.length >> 1;
+  return times.length % 2 ? times[mid] : (times[mid - 1] + times[mid]) / 2;
+}

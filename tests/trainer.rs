@@ -1,0 +1,139 @@
+//! Trainer properties on the CPU backend: gradient accumulation and precomputed reference
+//! log-probs change memory, not results; model folders round-trip exactly in HF layout.
+
+mod common;
+
+use burn::tensor::{Device, read_sync};
+use dpo::config::TrainConfig;
+use dpo::dpo::Metrics;
+use dpo::io::hf;
+use dpo::model::weights::named_tensors;
+use dpo::train::{Trainer, TrainerState};
+
+/// DPO from step 0 (the initial model is the reference) for `steps` steps.
+fn dpo_metrics(adjust: impl Fn(&mut TrainConfig)) -> Vec<Metrics> {
+    let device = Device::flex().autodiff();
+    let (model, pairs, mut config) = common::shipped_setup("micro", 16, &device);
+    config.sft_steps = 0;
+    config.steps = 3;
+    adjust(&mut config);
+    let pad = model.tokenizer.eos_id();
+    let mut trainer = Trainer::new(
+        model.model,
+        pairs,
+        pad,
+        config,
+        device,
+        TrainerState::default(),
+    );
+    let mut out = Vec::new();
+    while !trainer.is_done() {
+        if trainer.needs_reference() {
+            let reference = trainer.policy().clone();
+            read_sync(trainer.start_dpo(reference)).unwrap();
+        }
+        out.push(trainer.step().read().unwrap());
+    }
+    out
+}
+
+fn assert_same(a: &[Metrics], b: &[Metrics], what: &str) {
+    for (x, y) in a.iter().zip(b) {
+        for (name, u, v) in [
+            ("loss", Some(x.loss), Some(y.loss)),
+            ("rewards/margins", x.rewards_margins, y.rewards_margins),
+            ("logps/chosen", x.logps_chosen, y.logps_chosen),
+            ("grad_norm", x.grad_norm, y.grad_norm),
+        ] {
+            let (u, v) = (u.unwrap(), v.unwrap());
+            assert!(
+                common::close(u, v, 1e-4),
+                "{what}: {name} at step {}: {u} vs {v}",
+                x.step
+            );
+        }
+    }
+}
+
+#[test]
+fn gradient_accumulation_equals_one_big_batch() {
+    let whole = dpo_metrics(|_| {});
+    let split = dpo_metrics(|c| c.grad_accum = 2);
+    assert_same(&whole, &split, "grad_accum 2");
+}
+
+#[test]
+fn precomputed_reference_equals_a_reference_model() {
+    let model = dpo_metrics(|_| {});
+    let precomputed = dpo_metrics(|c| c.precompute_ref = true);
+    assert_same(&model, &precomputed, "precompute_ref");
+    assert!(
+        model[2].rewards_margins.unwrap().abs() > 0.0,
+        "training moved the policy"
+    );
+}
+
+#[test]
+fn model_folders_use_hf_names_and_round_trip_exactly() {
+    let device = Device::flex();
+    let (model, _, _) = common::shipped_setup("micro", 16, &device);
+    let names: Vec<String> = named_tensors(&model.model)
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    for expected in [
+        "transformer.wte.weight",
+        "transformer.wpe.weight",
+        "transformer.h.0.ln_1.weight",
+        "transformer.h.0.ln_1.bias",
+        "transformer.h.0.attn.c_attn.weight",
+        "transformer.h.0.attn.c_attn.bias",
+        "transformer.h.0.attn.c_proj.weight",
+        "transformer.h.1.mlp.c_fc.weight",
+        "transformer.h.1.mlp.c_proj.bias",
+        "transformer.ln_f.weight",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert_eq!(
+        names.len(),
+        4 + 12 * 2,
+        "GPT-2 has 4 + 12 tensors per layer"
+    );
+
+    let files = read_sync(hf::export(
+        &model.model,
+        &model.config,
+        &model.tokenizer,
+        None,
+    ))
+    .unwrap();
+    let loaded = hf::load(&files, "roundtrip", &device).unwrap();
+    for (a, b) in named_tensors(&model.model)
+        .into_iter()
+        .zip(named_tensors(&loaded.model))
+    {
+        assert_eq!(a.name, b.name);
+        assert_eq!(a.tensor.into_data(), b.tensor.into_data(), "{}", a.name);
+    }
+
+    // A config that disagrees with the weights is refused, naming the tensor.
+    let mut config: serde_json::Value = serde_json::from_slice(&files.config).unwrap();
+    config["n_embd"] = 32.into();
+    config["n_head"] = 2.into();
+    let bad = hf::ModelFiles {
+        config: serde_json::to_vec(&config).unwrap(),
+        ..files
+    };
+    let error = hf::load(&bad, "bad", &device)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        error.contains("transformer.wte.weight") && error.contains("shape"),
+        "{error}"
+    );
+}

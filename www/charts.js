@@ -1,0 +1,152 @@
+// Live training charts on uPlot: loss, implicit rewards, margins, accuracy, and the
+// held-out margin histogram at the end. Metrics arrive every step (tens of ms apart on a
+// fast backend), so data is appended at once and drawn at most once per animation frame.
+import uPlot from './vendor/uPlot.esm.js';
+
+const colors = {
+  sft: '#8250df',
+  dpo: '#0969da',
+  chosen: '#1a7f37',
+  rejected: '#cf222e',
+  margin: '#0969da',
+  accuracy: '#9a6700',
+  histogram: '#0969da',
+};
+
+const HEIGHT = 190;
+// uPlot takes an explicit `scale: undefined` literally, so the key is set only when given.
+const line = (label, stroke, scale) => ({ label, stroke, width: 2, spanGaps: false, ...(scale ? { scale } : {}) });
+const axis = (extra = {}) => ({ stroke: '#57606a', grid: { stroke: '#eaeef2' }, ticks: { stroke: '#d0d7de' }, ...extra });
+// Short tick labels ("-0.5", not "-0.500"): uPlot right-aligns them, so long ones lose their sign.
+const compact = (v) => (v == null ? '–' : Math.abs(v) >= 100 ? v.toFixed(0) : String(Number(v.toPrecision(3))));
+
+// Each chart: its card's element id, uPlot options (minus size) and how a metrics object
+// becomes a row (null: the step does not belong on this chart).
+const definitions = {
+  loss: {
+    series: [line('SFT loss', colors.sft, 'sft'), line('DPO loss', colors.dpo, 'dpo')],
+    // SFT loss (~6 falling to ~2) and DPO loss (~0.69) differ by an order of magnitude:
+    // each gets its own axis so that neither curve is flattened.
+    axes: [axis(), axis({ scale: 'sft', stroke: colors.sft, values: (u, ticks) => ticks.map(compact) }),
+      axis({ scale: 'dpo', side: 1, stroke: colors.dpo, grid: { show: false }, values: (u, ticks) => ticks.map(compact) })],
+    scales: { sft: { auto: true }, dpo: { auto: true } },
+    row: (m) => [m.step, m.phase === 'sft' ? m.loss : null, m.phase === 'dpo' ? m.loss : null],
+  },
+  rewards: {
+    series: [line('chosen', colors.chosen), line('rejected', colors.rejected)],
+    row: (m) => m.phase === 'dpo' ? [m.step, m['rewards/chosen'], m['rewards/rejected']] : null,
+  },
+  margins: {
+    series: [line('margin', colors.margin)],
+    row: (m) => m.phase === 'dpo' ? [m.step, m['rewards/margins']] : null,
+  },
+  accuracy: {
+    series: [line('accuracy', colors.accuracy)],
+    scales: { y: { range: [0, 1] } },
+    row: (m) => m.phase === 'dpo' ? [m.step, m['rewards/accuracies']] : null,
+  },
+};
+
+export class Charts {
+  constructor(root) {
+    this.root = root;
+    this.plots = {};
+    this.data = {};
+    this.pending = false;
+    this.binWidth = 1;
+    for (const [name, def] of Object.entries(definitions)) {
+      const columns = def.series.length + 1;
+      this.data[name] = Array.from({ length: columns }, () => []);
+      this.plots[name] = this.#make(name, {
+        series: [{ label: 'step' }, ...def.series],
+        axes: def.axes ?? [axis(), axis({ values: (u, ticks) => ticks.map(compact) })],
+        scales: { x: { time: false }, ...(def.scales ?? {}) },
+      }, this.data[name]);
+    }
+    this.data.histogram = [[], []];
+    this.plots.histogram = this.#make('histogram', {
+      series: [{ label: 'margin' }, {
+        label: 'held-out pairs', stroke: colors.histogram, fill: colors.histogram + '66',
+        paths: uPlot.paths.bars({ size: [0.9, 40] }), points: { show: false },
+      }],
+      axes: [axis(), axis()],
+      // Half a bin of room on each side so the outer bars are not cut; counts start at 0.
+      scales: {
+        x: { time: false, range: (u, min, max) => [min - this.binWidth / 2, max + this.binWidth / 2] },
+        y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] },
+      },
+    }, this.data.histogram);
+    // Charts follow their card's width (a laptop's grid column or a phone's screen).
+    this.resizer = new ResizeObserver(() => this.#fit());
+    for (const name of Object.keys(this.plots)) this.resizer.observe(this.#element(name));
+  }
+
+  #element(name) {
+    return this.root.querySelector(`[data-chart="${name}"] .plot`);
+  }
+
+  #make(name, options, data) {
+    const el = this.#element(name);
+    return new uPlot({ ...options, width: Math.max(el.clientWidth, 200), height: HEIGHT,
+      legend: { live: true } }, data, el);
+  }
+
+  #fit() {
+    for (const [name, plot] of Object.entries(this.plots)) {
+      const width = Math.max(this.#element(name).clientWidth, 200);
+      if (Math.abs(plot.width - width) > 1) plot.setSize({ width, height: HEIGHT });
+    }
+  }
+
+  reset() {
+    for (const [name, columns] of Object.entries(this.data)) {
+      for (const column of columns) column.length = 0;
+      this.plots[name].setData(columns);
+    }
+    this.root.querySelector('[data-chart="histogram"]').hidden = true;
+  }
+
+  add(metrics) {
+    for (const [name, def] of Object.entries(definitions)) {
+      const row = def.row(metrics);
+      if (row) row.forEach((value, i) => this.data[name][i].push(value ?? null));
+    }
+    if (!this.pending) {
+      this.pending = true;
+      requestAnimationFrame(() => {
+        this.pending = false;
+        for (const name of Object.keys(definitions)) this.plots[name].setData(this.data[name]);
+      });
+    }
+  }
+
+  // Per-pair held-out margins as a histogram: the share of pairs the model ranks right is
+  // the mass right of zero.
+  histogram(margins) {
+    const card = this.root.querySelector('[data-chart="histogram"]');
+    card.hidden = false;
+    const [centers, counts, width] = bins(margins, Math.min(30, Math.max(8, Math.round(Math.sqrt(margins.length)))));
+    this.binWidth = width;
+    this.data.histogram[0].splice(0, Infinity, ...centers);
+    this.data.histogram[1].splice(0, Infinity, ...counts);
+    this.#fit();
+    this.plots.histogram.setData(this.data.histogram);
+  }
+
+  // Test hook: how many x values each chart holds as drawn.
+  points() {
+    return Object.fromEntries(Object.entries(this.plots).map(([name, plot]) => [name, plot.data[0].length]));
+  }
+}
+
+function bins(values, count) {
+  const finite = values.filter(Number.isFinite);
+  if (finite.length === 0) return [[], [], 1];
+  let lo = Math.min(...finite);
+  let hi = Math.max(...finite);
+  if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
+  const width = (hi - lo) / count;
+  const counts = new Array(count).fill(0);
+  for (const v of finite) counts[Math.min(count - 1, Math.floor((v - lo) / width))]++;
+  return [counts.map((_, i) => lo + (i + 0.5) * width), counts, width];
+}

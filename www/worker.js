@@ -1,0 +1,241 @@
+// The training worker: owns the wasm module and one WebTrainer, so that no training work
+// ever runs on the page's thread (burn's CPU backend is synchronous in wasm and would freeze
+// the page). Started by app.js as `new Worker('worker.js', {type: 'module'})`.
+//
+// Messages in (page -> worker):
+//   {type:'load', train:{name, bytes}, eval?:{name, bytes}}   check and keep the pair files
+//   {type:'start', settings, backend:'auto'|'webgpu'|'cpu', generation?:{prompts, max_new_tokens}}
+//       settings: a partial TrainConfig (preset, seed, sft_steps, steps, batch, lr, sft_lr,
+//       max_length, warmup_steps, loss:{loss_type:[..], beta}); unknown fields are an error
+//   {type:'pause'} {type:'resume'} {type:'stop'}  take effect between steps
+//   {type:'export'}                                the current policy as an HF folder
+// Messages out (worker -> page):
+//   {type:'ready'}                                 the wasm module is initialised
+//   {type:'checked', slot:'train'|'eval', name, pairs, bad, errors:[{line, field, message, text}]}
+//   {type:'status', text}                          what the worker is doing (trial runs, ...)
+//   {type:'backend', backend:'webgpu'|'cpu', reason, totalSteps}
+//   {type:'metrics', metrics}                      after every step (names as in metrics.jsonl)
+//   {type:'generations', when:'before'|'after', items:[{prompt, text}]}
+//       before: the SFT model, right before the first DPO step; after: the final model;
+//       the same held-out prompts and sampling seeds both times
+//   {type:'evaluation', metrics, margins}          held-out metrics and per-pair margins
+//   {type:'done', stopped?:true}
+//   {type:'exported', files:{name: Uint8Array}}    buffers transferred
+//   {type:'error', message}                        any failure; the run (if any) has ended
+
+import init, { WebTrainer, checkPairs } from './pkg/dpo.js';
+
+const post = (message, transfer = []) => self.postMessage(message, transfer);
+
+function describe(error) {
+  if (error instanceof Error) return error.message || String(error);
+  return typeof error === 'string' ? error : String(error);
+}
+const fail = (error) => post({ type: 'error', message: describe(error) });
+
+// A panic or a rejected promise outside the handlers below must still reach the page.
+self.addEventListener('error', (event) => fail(event.error ?? event.message));
+self.addEventListener('unhandledrejection', (event) => fail(event.reason));
+
+const ready = init().then(() => post({ type: 'ready' }));
+ready.catch((error) => fail(`the wasm module did not load: ${describe(error)}`));
+
+let files = { train: null, eval: null, invalid: true };
+let trainer = null; // the latest run's trainer, kept after the run so that export works
+let run = null; // {stopped, paused, wake, finished}
+
+// WebTrainer methods take &mut self across awaits: two overlapping calls (an export during a
+// WebGPU step) would make wasm-bindgen throw. Every trainer call goes through this queue.
+let queue = Promise.resolve();
+function exclusive(task) {
+  const result = queue.then(task);
+  queue = result.catch(() => {});
+  return result;
+}
+
+// On the CPU backend a step's promise resolves without ever leaving the microtask queue, so
+// pause/stop messages would wait for the whole run. A MessageChannel round trip lets queued
+// messages in without setTimeout's 4 ms clamp.
+const channel = new MessageChannel();
+const wakers = [];
+channel.port1.onmessage = () => wakers.shift()?.();
+const yieldToEvents = () =>
+  new Promise((resolve) => {
+    wakers.push(resolve);
+    channel.port2.postMessage(null);
+  });
+
+self.onmessage = async ({ data }) => {
+  try {
+    switch (data?.type) {
+      case 'load': return await load(data);
+      case 'start': return await start(data);
+      case 'pause': if (run) run.paused = true; return;
+      case 'resume': return wake(false);
+      case 'stop': return wake(true);
+      case 'export': return await exportModel();
+      default: throw new Error(`unknown message type: ${data?.type}`);
+    }
+  } catch (error) {
+    fail(error);
+  }
+};
+
+function wake(stop) {
+  if (!run) return;
+  if (stop) run.stopped = true;
+  run.paused = false;
+  run.wake?.();
+}
+
+async function load({ train, eval: heldOut }) {
+  await ready;
+  files = { train: null, eval: null, invalid: false };
+  for (const [slot, file] of [['train', train], ['eval', heldOut]]) {
+    if (!file) continue;
+    const bytes = file.bytes instanceof Uint8Array ? file.bytes : new Uint8Array(file.bytes);
+    const checked = checkPairs(file.name, bytes);
+    post({ type: 'checked', slot, name: file.name, ...checked });
+    if (checked.bad > 0 || checked.pairs === 0) files.invalid = true;
+    else files[slot] = { name: file.name, bytes };
+  }
+}
+
+async function start({ settings, backend = 'auto', generation = {} }) {
+  if (run) {
+    wake(true);
+    await run.finished;
+  }
+  await ready;
+  if (!files.train || files.invalid) throw new Error('load valid pair files before training');
+  const current = { stopped: false, paused: false, wake: null };
+  run = current;
+  current.finished = train(current, settings, backend, generation)
+    .catch(fail)
+    .finally(() => {
+      if (run === current) run = null;
+    });
+  await current.finished;
+}
+
+const createTrainer = (backend, settings) =>
+  WebTrainer.create(backend, settings, files.train.name, files.train.bytes,
+    files.eval?.name, files.eval?.bytes, undefined);
+
+async function train(current, settings, requested, generation) {
+  const chosen = await chooseBackend(current, settings, requested);
+  if (!chosen) return post({ type: 'done', stopped: true });
+  if (trainer) {
+    const old = trainer;
+    trainer = null;
+    await exclusive(() => old.free());
+  }
+  trainer = chosen.trainer;
+  post({ type: 'backend', backend: chosen.backend, reason: chosen.reason,
+    totalSteps: trainer.totalSteps });
+
+  const prompts = trainer.heldOutPrompts.slice(0, generation.prompts ?? 4);
+  const maxNewTokens = generation.max_new_tokens ?? 24;
+  let before = false;
+  while (!trainer.done) {
+    await yieldToEvents();
+    while (current.paused && !current.stopped) {
+      await new Promise((resolve) => (current.wake = resolve));
+    }
+    if (current.stopped) return post({ type: 'done', stopped: true });
+    if (!before && trainer.phase === 'dpo') {
+      before = true;
+      await generations('before', prompts, maxNewTokens);
+    }
+    const metrics = await exclusive(() => trainer.step());
+    post({ type: 'metrics', metrics });
+  }
+  // With no DPO steps the SFT model is both "before" and "after".
+  if (!before) await generations('before', prompts, maxNewTokens);
+  await generations('after', prompts, maxNewTokens);
+  if (trainer.phase === 'dpo') {
+    post({ type: 'status', text: 'Evaluating on the held-out pairs…' });
+    const { metrics, margins } = await exclusive(() => trainer.evaluate());
+    post({ type: 'evaluation', metrics, margins });
+  }
+  post({ type: 'done' });
+}
+
+async function generations(when, prompts, maxNewTokens) {
+  post({ type: 'status', text: `Generating (${when === 'before' ? 'SFT model' : 'final model'})…` });
+  const items = [];
+  for (const [i, prompt] of prompts.entries()) {
+    // Seed i for prompt i both times: before and after differ only by the model.
+    const text = await exclusive(() => trainer.generate(prompt, maxNewTokens, BigInt(i)));
+    items.push({ prompt, text });
+  }
+  post({ type: 'generations', when, items });
+}
+
+// Returns {backend, reason, trainer}, or null when stopped during the trial runs.
+async function chooseBackend(current, settings, requested) {
+  const cpu = async (reason) => ({ backend: 'cpu', reason, trainer: await createTrainer('cpu', settings) });
+  if (requested === 'cpu') return cpu('chosen in the settings');
+  const adapter = await self.navigator.gpu?.requestAdapter().catch(() => null);
+  if (!adapter) {
+    return cpu(requested === 'webgpu' ? 'WebGPU not available (it was requested)' : 'WebGPU not available');
+  }
+  const name = [adapter.info?.vendor, adapter.info?.architecture].filter(Boolean).join(' ');
+  const gpu = name ? `WebGPU adapter ${name}` : 'WebGPU adapter';
+  if (requested === 'webgpu') {
+    try {
+      return { backend: 'webgpu', reason: `chosen in the settings (${gpu})`,
+        trainer: await createTrainer('webgpu', settings) };
+    } catch (error) {
+      return cpu(`WebGPU failed to start (${describe(error)}): fell back to the CPU`);
+    }
+  }
+  // auto: a short trial on each backend, then a fresh trainer on the faster one, so the run
+  // itself is the same as with that backend chosen directly.
+  post({ type: 'status', text: 'Timing a few steps on WebGPU…' });
+  let gpuMs;
+  try {
+    gpuMs = await trialMs(current, 'webgpu', settings);
+  } catch (error) {
+    return cpu(`WebGPU failed (${describe(error)}): fell back to the CPU`);
+  }
+  if (gpuMs === null) return null;
+  post({ type: 'status', text: 'Timing a few steps on the CPU…' });
+  const cpuMs = await trialMs(current, 'cpu', settings);
+  if (cpuMs === null) return null;
+  const timings = `WebGPU ${gpuMs.toFixed(0)} ms/step, CPU ${cpuMs.toFixed(0)} ms/step in a trial`;
+  if (cpuMs < gpuMs) return cpu(`faster here: ${timings} (${gpu})`);
+  return { backend: 'webgpu', reason: `faster here: ${timings} (${gpu})`,
+    trainer: await createTrainer('webgpu', settings) };
+}
+
+// Mean wall time of steps 2-3 (step 1 compiles the shaders), or null when stopped.
+async function trialMs(current, backend, settings) {
+  const trial = await createTrainer(backend, settings);
+  try {
+    const times = [];
+    for (let i = 0; i < Math.min(3, trial.totalSteps); i++) {
+      await yieldToEvents();
+      if (current.stopped) return null;
+      const t0 = performance.now();
+      await trial.step();
+      times.push(performance.now() - t0);
+    }
+    const timed = times.length > 1 ? times.slice(1) : times;
+    return timed.reduce((sum, t) => sum + t, 0) / timed.length;
+  } finally {
+    trial.free();
+  }
+}
+
+async function exportModel() {
+  if (!trainer) throw new Error('nothing to export yet: train a model first');
+  const folder = await exclusive(() => trainer.export());
+  const out = {};
+  const buffers = new Set();
+  for (const [name, bytes] of Object.entries(folder)) {
+    out[name] = bytes;
+    buffers.add(bytes.buffer);
+  }
+  post({ type: 'exported', files: out }, [...buffers]);
+}
