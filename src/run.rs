@@ -77,11 +77,7 @@ pub fn train(
     let out = &job.out;
 
     let base = match &job.model {
-        Some(dir) => Some(hf::load(
-            &hf::read_dir(dir)?,
-            &dir.display().to_string(),
-            &autodiff,
-        )?),
+        Some(dir) => Some(hf::load_dir(dir, &autodiff)?),
         None => None,
     };
     let template = base
@@ -112,8 +108,7 @@ pub fn train(
     let checkpoint = out.join(CHECKPOINT);
     atomic::recover_dir(&checkpoint).map_err(write_error(&checkpoint))?;
     let state = if job.resume {
-        let files = hf::read_dir(&checkpoint)?;
-        model.model = hf::load(&files, &checkpoint.display().to_string(), &autodiff)?.model;
+        model.model = hf::load_dir(&checkpoint, &autodiff)?.model;
         let state = fs::read(checkpoint.join(STATE)).map_err(io_error(&checkpoint.join(STATE)))?;
         serde_json::from_slice::<TrainerState>(&state)
             .map_err(|e| Error::Input(format!("{}: {e}", checkpoint.join(STATE).display())))?
@@ -154,17 +149,12 @@ pub fn train(
         if trainer.needs_reference() {
             let sft_dir = out.join("sft");
             let reference = if sft_dir.join(hf::WEIGHTS).exists() && job.resume {
-                hf::load(
-                    &hf::read_dir(&sft_dir)?,
-                    &sft_dir.display().to_string(),
-                    &autodiff,
-                )?
-                .model
+                hf::load_dir(&sft_dir, &autodiff)?.model
             } else {
                 save_model(&sft_dir, trainer.policy(), &model, &[])?;
                 trainer.policy().clone()
             };
-            if let Some((_, pairs)) = &eval_set {
+            if let (Some((_, pairs)), true) = (&eval_set, job.sample_prompts > 0) {
                 samples_before = Some(sample_reward(
                     &reference,
                     &model,
@@ -207,10 +197,8 @@ pub fn train(
     let Some((eval_pairs, raw_pairs)) = eval_set else {
         return Ok(None);
     };
-    let plain = |dir: &Path| -> Result<LoadedModel, Error> {
-        hf::load(&hf::read_dir(dir)?, &dir.display().to_string(), device)
-    };
-    let (policy, reference) = (plain(&final_dir)?, plain(&out.join("sft"))?);
+    let policy = hf::load_dir(&final_dir, device)?;
+    let reference = hf::load_dir(&out.join("sft"), device)?;
     let (mut metrics, _) = read_sync(evaluate(
         &policy.model,
         &reference.model,
@@ -388,13 +376,9 @@ pub fn eval_dirs(
     device: &Device,
 ) -> Result<Metrics, Error> {
     loss.validate().map_err(Error::Input)?;
-    let policy = hf::load(&hf::read_dir(model)?, &model.display().to_string(), device)?;
+    let policy = hf::load_dir(model, device)?;
     let reference = match reference {
-        Some(dir) => Some(hf::load(
-            &hf::read_dir(dir)?,
-            &dir.display().to_string(),
-            device,
-        )?),
+        Some(dir) => Some(hf::load_dir(dir, device)?),
         None => None,
     };
     let (name, pairs) = read_pairs(Some(data), SHIPPED_HELDOUT, &policy.template)?;

@@ -377,11 +377,7 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
 
 fn generate_cmd(args: GenerateArgs) -> Result<(), Error> {
     let device = select_device(&args.backend)?;
-    let loaded = hf::load(
-        &hf::read_dir(&args.model)?,
-        &args.model.display().to_string(),
-        &device,
-    )?;
+    let loaded = hf::load_dir(&args.model, &device)?;
     let prompts: Vec<String> = match (&args.prompt, &args.data) {
         (Some(prompt), _) => vec![prompt.clone()],
         (None, Some(path)) => {

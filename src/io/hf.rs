@@ -217,6 +217,11 @@ mod native {
         })
     }
 
+    /// Reads and loads a model folder onto `device`.
+    pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel, Error> {
+        load(&read_dir(dir)?, &dir.display().to_string(), device)
+    }
+
     /// Writes a model folder atomically, with `extra` files beside the model's.
     pub fn write_dir(dir: &Path, files: &ModelFiles, extra: &[(&str, &[u8])]) -> Result<(), Error> {
         let mut all: Vec<(&str, &[u8])> = vec![
@@ -234,4 +239,4 @@ mod native {
 }
 
 #[cfg(not(target_family = "wasm"))]
-pub use native::{read_dir, write_dir};
+pub use native::{load_dir, read_dir, write_dir};
