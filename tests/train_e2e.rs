@@ -168,3 +168,60 @@ fn killed_and_resumed_run_matches_an_uninterrupted_one() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A diverging run stops with a message naming the step, and its last checkpoint stays
+/// readable and finite.
+#[test]
+fn absurd_learning_rate_stops_at_the_first_non_finite_loss() {
+    let dir = common::temp_dir("nan");
+    let run = dir.join("run");
+    let (code, _, stderr) = dpo(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--preset",
+        "micro",
+        "--sft-steps",
+        "20",
+        "--steps",
+        "5",
+        "--sft-lr",
+        "1e9",
+        "--samples",
+        "0",
+        "--save-every",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .expect("an error line");
+    assert!(error.contains("NaN") || error.contains("inf"), "{error}");
+    let step: usize = error
+        .split("at step ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("checkpoint/trainer_state.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        state["step"].as_u64().unwrap() as usize,
+        step - 1,
+        "the checkpoint is the last good step"
+    );
+    let logged = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        logged.lines().count(),
+        step - 1,
+        "the bad step is not logged"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
