@@ -32,12 +32,8 @@ fn main() -> Result<(), dpo::Error> {
         TrainerState::default(),
     );
     while !trainer.is_done() {
-        if trainer.needs_reference() {
-            // The policy as SFT left it becomes DPO's frozen reference.
-            let reference = trainer.policy().clone();
-            read_sync(trainer.start_dpo(reference)).map_err(dpo::Error::Runtime)?;
-        }
-        let metrics = trainer.step().read().map_err(dpo::Error::Runtime)?;
+        // When DPO starts, the policy as SFT left it becomes the frozen reference.
+        let metrics = read_sync(trainer.advance()).map_err(dpo::Error::Runtime)?;
         if metrics.step % 10 == 0 {
             println!("{}", metrics.to_json());
         }

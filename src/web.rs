@@ -201,19 +201,7 @@ impl WebTrainer {
         if self.trainer.is_done() {
             return Err(JsError::new("training is finished"));
         }
-        if self.trainer.needs_reference() {
-            let reference = self.trainer.policy().clone();
-            self.trainer
-                .start_dpo(reference)
-                .await
-                .map_err(|e| JsError::new(&e))?;
-        }
-        let metrics = self
-            .trainer
-            .step()
-            .read_async()
-            .await
-            .map_err(|e| JsError::new(&e))?;
+        let metrics = self.trainer.advance().await.map_err(|e| JsError::new(&e))?;
         if !metrics.loss.is_finite() {
             return Err(JsError::new(&format!(
                 "the loss became {} at step {}: training stopped; try a lower learning rate",

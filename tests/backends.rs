@@ -3,7 +3,7 @@
 
 mod common;
 
-use burn::tensor::{Device, read_sync};
+use burn::tensor::Device;
 use dpo::dpo::Metrics;
 use dpo::train::{Trainer, TrainerState};
 
@@ -19,15 +19,7 @@ fn run_steps(device: Device) -> Vec<Metrics> {
         autodiff,
         TrainerState::default(),
     );
-    let mut out = Vec::new();
-    while !trainer.is_done() {
-        if trainer.needs_reference() {
-            let reference = trainer.policy().clone();
-            read_sync(trainer.start_dpo(reference)).unwrap();
-        }
-        out.push(trainer.step().read().unwrap());
-    }
-    out
+    common::run_to_end(&mut trainer)
 }
 
 #[test]

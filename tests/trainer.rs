@@ -26,15 +26,7 @@ fn dpo_metrics(adjust: impl Fn(&mut TrainConfig)) -> Vec<Metrics> {
         device,
         TrainerState::default(),
     );
-    let mut out = Vec::new();
-    while !trainer.is_done() {
-        if trainer.needs_reference() {
-            let reference = trainer.policy().clone();
-            read_sync(trainer.start_dpo(reference)).unwrap();
-        }
-        out.push(trainer.step().read().unwrap());
-    }
-    out
+    common::run_to_end(&mut trainer)
 }
 
 fn assert_same(a: &[Metrics], b: &[Metrics], what: &str) {

@@ -191,6 +191,16 @@ impl Trainer {
         Ok(())
     }
 
+    /// One step and its metrics, freezing the current policy as the reference first when DPO
+    /// starts (the command line does the same, and also saves that model as `sft/`).
+    pub async fn advance(&mut self) -> Result<Metrics, String> {
+        if self.needs_reference() {
+            let reference = self.policy.clone();
+            self.start_dpo(reference).await?;
+        }
+        self.step().read_async().await
+    }
+
     async fn precompute(&self, reference: &Gpt2) -> Result<Vec<[f32; 2]>, String> {
         let mut out = Vec::with_capacity(self.pairs.len());
         for chunk in self.pairs.chunks(self.config.batch) {

@@ -1,12 +1,14 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use burn::tensor::Device;
+use burn::tensor::{Device, read_sync};
 use dpo::config::TrainConfig;
 use dpo::data::{ChatTemplate, TokenizedPair};
+use dpo::dpo::Metrics;
 use dpo::io::hf::LoadedModel;
 use dpo::run::SHIPPED_TRAIN;
 use dpo::session;
+use dpo::train::Trainer;
 
 /// A fresh model of `preset` and the first `pairs` shipped training pairs tokenized for it.
 pub fn shipped_setup(
@@ -33,6 +35,15 @@ pub fn shipped_setup(
     let model = session::from_scratch(pairs, &config, device).unwrap();
     let tokenized = session::tokenize(&model, "shipped", pairs, config.max_length).unwrap();
     (model, tokenized, config)
+}
+
+/// Steps `trainer` to the end, the initial policy of DPO becoming its reference.
+pub fn run_to_end(trainer: &mut Trainer) -> Vec<Metrics> {
+    let mut out = Vec::new();
+    while !trainer.is_done() {
+        out.push(read_sync(trainer.advance()).unwrap());
+    }
+    out
 }
 
 /// A fresh temporary folder for one test.
