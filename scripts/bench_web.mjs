@@ -2,18 +2,20 @@
 // ms/step of the tiny preset in the browser on WebGPU next to native wgpu, on this machine.
 //   node scripts/bench_web.mjs [--sft-steps 4] [--steps 4] [--batch 8] [--max-length 64]
 // Needs www/ built (scripts/build_web.sh) and target/release/dpo (cargo build --release).
-// Reports the median `ms` of the steps after the first two (shader compilation, warm-up);
-// both sides train the same workload from the same data and seed.
+// Reports the median `ms` of SFT steps after the first two and of DPO steps after the first
+// (those compile shaders); both sides train the same workload from the same data and seed.
+// SwiftShader (the browser's WebGPU here) and lavapipe (native Vulkan here) are CPU
+// rasterisers: on a machine with a GPU both numbers drop by orders of magnitude.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { dpoBinary, launch, medianMs, openPage, root, serverUrl, waitForRun } from '../tests/browser/harness.mjs';
+import { dpoBinary, launch, openPage, phaseMedians, root, serverUrl, waitForRun } from '../tests/browser/harness.mjs';
 
 const { values: opts } = parseArgs({
   options: {
-    'sft-steps': { type: 'string', default: '4' },
+    'sft-steps': { type: 'string', default: '5' },
     steps: { type: 'string', default: '4' },
     batch: { type: 'string', default: '8' },
     'max-length': { type: 'string', default: '64' },
@@ -33,7 +35,7 @@ function native() {
   if (run.status !== 0) throw new Error(`dpo train failed: ${run.stderr}`);
   const device = (run.stdout + run.stderr).split('\n').find((line) => line.startsWith('backend:')) ?? '';
   const metrics = run.stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
-  return { ms: medianMs(metrics), device };
+  return { ...phaseMedians(metrics), device };
 }
 
 async function browser() {
@@ -51,7 +53,7 @@ async function browser() {
     if (run.error) throw new Error(run.error);
     await page.click('#stop').catch(() => {});
     await waitForRun(page, 600_000).catch(() => {});
-    return { ms: medianMs(run.metrics), device: run.reason };
+    return { ...phaseMedians(run.metrics), device: run.reason };
   } finally {
     await chromium.close();
     server.stop();
@@ -60,7 +62,9 @@ async function browser() {
 
 console.log(`workload: ${workload}`);
 const web = await browser();
-console.log(`browser WebGPU: ${web.ms.toFixed(1)} ms/step  (${web.device})`);
 const gpu = native();
-console.log(`native wgpu:    ${gpu.ms.toFixed(1)} ms/step  (${gpu.device})`);
-console.log(`ratio browser/native: ${(web.ms / gpu.ms).toFixed(2)}x`);
+const row = (name, r) => `${name.padEnd(16)}${r.sft.toFixed(0).padStart(8)}${r.dpo.toFixed(0).padStart(8)}   ${r.device}`;
+console.log(`${''.padEnd(16)}${'SFT ms'.padStart(8)}${'DPO ms'.padStart(8)}   (median per step)`);
+console.log(row('browser WebGPU', web));
+console.log(row('native wgpu', gpu));
+console.log(`${'ratio'.padEnd(16)}${(web.sft / gpu.sft).toFixed(2).padStart(7)}x${(web.dpo / gpu.dpo).toFixed(2).padStart(7)}x   browser / native`);

@@ -7,6 +7,7 @@ import { zipSync } from './vendor/fflate.js';
 const defaults = {
   preset: 'tiny', backend: 'auto', sft_steps: 200, steps: 100, loss: 'sigmoid', beta: 0.1,
   lr: 1e-4, batch: 16, seed: 42, sft_lr: 1e-3, max_length: 128, warmup_steps: 10, gen_tokens: 24,
+  eval_limit: 0,
 };
 const textFields = new Set(['preset', 'backend', 'loss']);
 const samples = {
@@ -176,7 +177,7 @@ function startTraining() {
   let message;
   try {
     message = { type: 'start', settings: settings(), backend: value('backend'),
-      generation: { prompts: 4, max_new_tokens: value('gen_tokens') } };
+      generation: { prompts: 4, max_new_tokens: value('gen_tokens') }, eval_limit: value('eval_limit') };
   } catch (error) {
     return showError(error.message);
   }

@@ -17,8 +17,16 @@ const HEIGHT = 190;
 // uPlot takes an explicit `scale: undefined` literally, so the key is set only when given.
 const line = (label, stroke, scale) => ({ label, stroke, width: 2, spanGaps: false, ...(scale ? { scale } : {}) });
 const axis = (extra = {}) => ({ stroke: '#57606a', grid: { stroke: '#eaeef2' }, ticks: { stroke: '#d0d7de' }, ...extra });
-// Short tick labels ("-0.5", not "-0.500"): uPlot right-aligns them, so long ones lose their sign.
-const compact = (v) => (v == null ? '–' : Math.abs(v) >= 100 ? v.toFixed(0) : String(Number(v.toPrecision(3))));
+// Tick labels with just enough decimals to tell neighbouring ticks apart ("0.6935", not
+// "0.693" three times), and y axes as wide as their widest label: uPlot's fixed 50 px
+// right-aligns labels into the edge and cuts off signs and leading digits.
+function tickLabels(u, ticks) {
+  const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) : 1;
+  let decimals = 0;
+  while (decimals < 6 && ticks.some((t) => Math.abs(t - Number(t.toFixed(decimals))) > step * 1e-3)) decimals++;
+  return ticks.map((t) => (Math.abs(t) < step * 1e-6 ? 0 : t).toFixed(decimals));
+}
+const labelWidth = (u, values) => (values ? Math.max(...values.map((v) => String(v).length)) : 4) * 7.5 + 22;
 
 // Each chart: its card's element id, uPlot options (minus size) and how a metrics object
 // becomes a row (null: the step does not belong on this chart).
@@ -27,8 +35,8 @@ const definitions = {
     series: [line('SFT loss', colors.sft, 'sft'), line('DPO loss', colors.dpo, 'dpo')],
     // SFT loss (~6 falling to ~2) and DPO loss (~0.69) differ by an order of magnitude:
     // each gets its own axis so that neither curve is flattened.
-    axes: [axis(), axis({ scale: 'sft', stroke: colors.sft, values: (u, ticks) => ticks.map(compact) }),
-      axis({ scale: 'dpo', side: 1, stroke: colors.dpo, grid: { show: false }, values: (u, ticks) => ticks.map(compact) })],
+    axes: [axis(), axis({ scale: 'sft', stroke: colors.sft, size: labelWidth, values: tickLabels }),
+      axis({ scale: 'dpo', side: 1, stroke: colors.dpo, grid: { show: false }, size: labelWidth, values: tickLabels })],
     scales: { sft: { auto: true }, dpo: { auto: true } },
     row: (m) => [m.step, m.phase === 'sft' ? m.loss : null, m.phase === 'dpo' ? m.loss : null],
   },
@@ -59,7 +67,7 @@ export class Charts {
       this.data[name] = Array.from({ length: columns }, () => []);
       this.plots[name] = this.#make(name, {
         series: [{ label: 'step' }, ...def.series],
-        axes: def.axes ?? [axis(), axis({ values: (u, ticks) => ticks.map(compact) })],
+        axes: def.axes ?? [axis(), axis({ size: labelWidth, values: tickLabels })],
         scales: { x: { time: false }, ...(def.scales ?? {}) },
       }, this.data[name]);
     }
@@ -69,7 +77,7 @@ export class Charts {
         label: 'held-out pairs', stroke: colors.histogram, fill: colors.histogram + '66',
         paths: uPlot.paths.bars({ size: [0.9, 40] }), points: { show: false },
       }],
-      axes: [axis(), axis()],
+      axes: [axis(), axis({ size: labelWidth, values: tickLabels })],
       // Half a bin of room on each side so the outer bars are not cut; counts start at 0.
       scales: {
         x: { time: false, range: (u, min, max) => [min - this.binWidth / 2, max + this.binWidth / 2] },

@@ -4,7 +4,8 @@
 //
 // Messages in (page -> worker):
 //   {type:'load', train:{name, bytes}, eval?:{name, bytes}}   check and keep the pair files
-//   {type:'start', settings, backend:'auto'|'webgpu'|'cpu', generation?:{prompts, max_new_tokens}}
+//   {type:'start', settings, backend:'auto'|'webgpu'|'cpu', generation?:{prompts, max_new_tokens},
+//    eval_limit?:N}  (evaluate on the first N held-out pairs only: 0 or absent = all)
 //       settings: a partial TrainConfig (preset, seed, sft_steps, steps, batch, lr, sft_lr,
 //       max_length, warmup_steps, loss:{loss_type:[..], beta}); unknown fields are an error
 //   {type:'pause'} {type:'resume'} {type:'stop'}  take effect between steps
@@ -101,7 +102,7 @@ async function load({ train, eval: heldOut }) {
   }
 }
 
-async function start({ settings, backend = 'auto', generation = {} }) {
+async function start({ settings, backend = 'auto', generation = {}, eval_limit: evalLimit = 0 }) {
   if (run) {
     wake(true);
     await run.finished;
@@ -110,7 +111,8 @@ async function start({ settings, backend = 'auto', generation = {} }) {
   if (!files.train || files.invalid) throw new Error('load valid pair files before training');
   const current = { stopped: false, paused: false, wake: null };
   run = current;
-  current.finished = train(current, settings, backend, generation)
+  const heldOut = files.eval && evalLimit > 0 ? firstLines(files.eval, evalLimit) : files.eval;
+  current.finished = train(current, settings, backend, generation, heldOut)
     .catch(fail)
     .finally(() => {
       if (run === current) run = null;
@@ -118,11 +120,27 @@ async function start({ settings, backend = 'auto', generation = {} }) {
   await current.finished;
 }
 
+// Evaluation reads every held-out pair through both models: on a slow device (SwiftShader
+// takes ~1.5 s a pair) a prefix of the file keeps the end of a run short.
+function firstLines(file, count) {
+  const text = new TextDecoder().decode(file.bytes);
+  let end = 0;
+  for (let kept = 0; kept < count && end < text.length; ) {
+    const next = text.indexOf('\n', end);
+    const line = text.slice(end, next < 0 ? text.length : next);
+    end = next < 0 ? text.length : next + 1;
+    if (line.trim()) kept++;
+  }
+  return { name: file.name, bytes: new TextEncoder().encode(text.slice(0, end)) };
+}
+
+let heldOutFile = null; // the held-out pairs of the current run (files.eval, or a prefix)
 const createTrainer = (backend, settings) =>
   WebTrainer.create(backend, settings, files.train.name, files.train.bytes,
-    files.eval?.name, files.eval?.bytes, undefined);
+    heldOutFile?.name, heldOutFile?.bytes, undefined);
 
-async function train(current, settings, requested, generation) {
+async function train(current, settings, requested, generation, heldOut) {
+  heldOutFile = heldOut;
   const chosen = await chooseBackend(current, settings, requested);
   if (!chosen) return post({ type: 'done', stopped: true });
   if (trainer) {

@@ -70,10 +70,15 @@ export async function screenshot(page, name) {
   return path;
 }
 
-// Median of the per-step `ms` after the first `skip` steps (shader compilation, warm-up).
-export function medianMs(metrics, skip = 2) {
-  const times = metrics.filter((m) => m.phase !== 'eval').slice(skip).map((m) => m.ms).filter(Number.isFinite).sort((a, b) => a - b);
-  if (times.length === 0) return NaN;
-  const mid = times.length >> 1;
-  return times.length % 2 ? times[mid] : (times[mid - 1] + times[mid]) / 2;
+// Median `ms` of each phase's steps, leaving out the first ones of each phase: the first
+// two SFT steps and the first DPO step compile shaders (and set up optimizer state).
+export function phaseMedians(metrics) {
+  const median = (times) => {
+    const sorted = times.filter(Number.isFinite).sort((a, b) => a - b);
+    if (sorted.length === 0) return NaN;
+    const mid = sorted.length >> 1;
+    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  };
+  const of = (phase, skip) => median(metrics.filter((m) => m.phase === phase).slice(skip).map((m) => m.ms));
+  return { sft: of('sft', 2), dpo: of('dpo', 1) };
 }
