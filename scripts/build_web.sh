@@ -23,10 +23,9 @@ command -v wasm-pack >/dev/null || cargo install wasm-pack
 # FINDINGS.md). .cargo/config.toml sets the wasm rustflags (simd128, getrandom backend).
 wasm-pack build --target web --release --no-opt --out-dir www/pkg --no-typescript
 
-if [ -f package-lock.json ]; then
+# npm ci starts from an empty node_modules: skip it when the installed tree already matches.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --silent
-else
-  npm install --no-audit --no-fund --silent
 fi
 
 # The page imports only its own origin: vendor the ES-module builds next to it.

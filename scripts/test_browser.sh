@@ -6,7 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -f www/pkg/dpo_bg.wasm ] || [ ! -f www/vendor/uPlot.esm.js ] || [ ! -f www/samples/train.jsonl ]; then
+# (Re)build the page when it is missing or older than the Rust sources: a stale wasm would
+# test yesterday's library.
+if [ ! -f www/pkg/dpo_bg.wasm ] || [ ! -f www/vendor/uPlot.esm.js ] || [ ! -f www/samples/train.jsonl ] \
+  || [ -n "$(find src Cargo.toml Cargo.lock .cargo -newer www/pkg/dpo_bg.wasm 2>/dev/null | head -n1)" ]; then
   scripts/build_web.sh
 fi
 [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent

@@ -9,7 +9,8 @@ import { chromium } from 'playwright-core';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const artifacts = join(root, 'target', 'browser-artifacts');
-export const dpoBinary = join(root, 'target', 'release', 'dpo');
+// The native binary lives where cargo put it: CARGO_TARGET_DIR when set (CI), else target/.
+export const dpoBinary = join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'release', 'dpo');
 
 const baseFlags = [
   '--headless', '--no-sandbox', '--disable-gpu-sandbox', '--disable-quic', '--no-first-run',
