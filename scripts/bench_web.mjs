@@ -5,7 +5,8 @@
 // Reports the median `ms` of SFT steps after the first two and of DPO steps after the first
 // (those compile shaders); both sides train the same workload from the same data and seed.
 // SwiftShader (the browser's WebGPU here) and lavapipe (native Vulkan here) are CPU
-// rasterisers: on a machine with a GPU both numbers drop by orders of magnitude.
+// rasterisers: on a machine with a GPU both numbers drop by orders of magnitude. Here the
+// whole comparison takes ~10 minutes (the first native run also autotunes its kernels).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';

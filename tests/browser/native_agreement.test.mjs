@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dpoBinary, launch, openPage, root, serverUrl, waitForRun } from './harness.mjs';
 
-test('first step matches `dpo train` to 1e-3', { timeout: 300_000 }, async () => {
+test('first step matches `dpo train` to 1e-3', { timeout: 300_000 }, async (t) => {
   const out = join(mkdtempSync(join(tmpdir(), 'dpo-native-')), 'run');
   const native = spawnSync(dpoBinary, ['train', '--backend', 'cpu', '--preset', 'micro', '--seed', '5',
     '--batch', '4', '--sft-steps', '1', '--steps', '1', '--samples', '0', '--json', '--out', out,
@@ -29,6 +29,7 @@ test('first step matches `dpo train` to 1e-3', { timeout: 300_000 }, async () =>
     assert.equal(web.phase, first.phase);
     for (const key of ['loss', 'logps/chosen', 'grad_norm']) {
       const relative = Math.abs(web[key] - first[key]) / Math.max(Math.abs(first[key]), 1e-12);
+      t.diagnostic(`${key}: page ${web[key]}, native ${first[key]}, relative difference ${relative.toExponential(1)}`);
       assert.ok(relative <= 1e-3, `${key}: page ${web[key]} vs native ${first[key]} (relative ${relative})`);
     }
   } finally {
