@@ -10,7 +10,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::data::tokenizer::TextTokenizer;
-use crate::model::Gpt2;
+use crate::model::CausalLm;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -36,14 +36,14 @@ impl Default for SamplingConfig {
 
 /// Continues `prompt` until EOS or `max_new_tokens`, returning only the new text.
 pub async fn generate(
-    model: &Gpt2,
+    model: &CausalLm,
     tokenizer: &TextTokenizer,
     prompt: &str,
     config: &SamplingConfig,
     device: &Device,
 ) -> Result<String, String> {
     let mut rng = StdRng::seed_from_u64(config.seed);
-    let mut ids = tokenizer.encode(prompt);
+    let mut ids = tokenizer.encode_text(prompt);
     if ids.is_empty() {
         ids.push(tokenizer.eos_id());
     }

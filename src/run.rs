@@ -296,7 +296,7 @@ pub fn read_pairs(
 
 fn save_model(
     dir: &Path,
-    policy: &crate::model::Gpt2,
+    policy: &crate::model::CausalLm,
     model: &LoadedModel,
     extra: &[(&str, &[u8])],
 ) -> Result<(), Error> {
@@ -338,7 +338,7 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<(), Error> {
 /// Mean ground-truth reward (the shipped task's lexicon) of samples for the first `count`
 /// distinct prompts.
 pub fn sample_reward(
-    model: &crate::model::Gpt2,
+    model: &crate::model::CausalLm,
     loaded: &LoadedModel,
     pairs: &[PreferencePair],
     count: usize,
@@ -382,7 +382,7 @@ pub fn eval_dirs(
         None => None,
     };
     let (name, pairs) = read_pairs(Some(data), SHIPPED_HELDOUT, &policy.template)?;
-    let max_length = max_length.unwrap_or(policy.config.n_positions);
+    let max_length = max_length.unwrap_or(policy.config.max_positions());
     let tokenized: Vec<TokenizedPair> = session::tokenize(&policy, &name, &pairs, max_length)?;
     let reference_model = reference
         .as_ref()

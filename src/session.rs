@@ -9,7 +9,7 @@ use crate::data::tokenizer::{TextTokenizer, train_bpe};
 use crate::data::{ChatTemplate, PreferencePair, TokenizedPair, tokenize_pairs};
 use crate::io::hf::LoadedModel;
 use crate::model::weights::{self, RandomInit};
-use crate::model::{Gpt2, Preset};
+use crate::model::{ModelConfig, Preset};
 
 /// A new model of `config.preset` with a byte-level BPE tokenizer trained on `pairs`.
 pub fn from_scratch(
@@ -29,9 +29,10 @@ pub fn from_scratch(
     model_config.n_positions = model_config.n_positions.max(config.max_length);
     model_config.eos_token_id = Some(tokenizer.eos_id());
     model_config.bos_token_id = Some(tokenizer.eos_id());
-    let mut init = RandomInit::new(config.seed, model_config.n_layer);
-    let model = weights::fill(Gpt2::new(&model_config, device), &mut init, device)
-        .map_err(Error::Runtime)?;
+    let model_config = ModelConfig::Gpt2(model_config);
+    let mut init = RandomInit::new(config.seed, model_config.layers());
+    let model =
+        weights::fill(model_config.build(device), &mut init, device).map_err(Error::Runtime)?;
     Ok(LoadedModel {
         config: model_config,
         model,
@@ -49,10 +50,11 @@ pub fn tokenize(
     pairs: &[PreferencePair],
     max_length: usize,
 ) -> Result<Vec<TokenizedPair>, Error> {
-    if max_length > model.config.n_positions {
+    if max_length > model.config.max_positions() {
         return Err(Error::Input(format!(
-            "max_length {max_length} exceeds the model's n_positions {}",
-            model.config.n_positions
+            "max_length {max_length} exceeds the model's {} positions (set --max-length / \
+             max_length to at most that)",
+            model.config.max_positions()
         )));
     }
     Ok(tokenize_pairs(file, &model.tokenizer, pairs, max_length)?)

@@ -269,7 +269,7 @@ impl WebTrainer {
                 "no reference yet: evaluation needs the DPO phase",
             ));
         };
-        let valid = |m: &crate::model::Gpt2| burn::module::Module::valid(m);
+        let valid = |m: &crate::model::CausalLm| burn::module::Module::valid(m);
         let (metrics, margins) = evaluate(
             &valid(self.trainer.policy()),
             &valid(reference),

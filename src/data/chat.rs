@@ -93,7 +93,11 @@ pub(super) fn render(
     };
     let chosen_text = completion(chosen).map_err(|e| bad("chosen", e))?;
     let rejected_text = completion(rejected).map_err(|e| bad("rejected", e))?;
-    validate(prompt_text, chosen_text, rejected_text)
+    let pair = validate(prompt_text, chosen_text, rejected_text)?;
+    Ok(PreferencePair {
+        conversational: true,
+        ..pair
+    })
 }
 
 #[cfg(test)]

@@ -27,6 +27,9 @@ pub struct PreferencePair {
     pub rejected: String,
     /// 1-based line of the source file, so later stages can report errors against it.
     pub line: usize,
+    /// Rendered from chat messages by a chat template, which writes its own special tokens
+    /// (so tokenizing must not add a BOS of its own).
+    pub conversational: bool,
 }
 
 /// Parses a JSONL file's contents. `file` is only used in error messages.
@@ -105,6 +108,7 @@ mod tests {
             chosen: s(chosen),
             rejected: s(rejected),
             line,
+            conversational: false,
         }
     }
 

@@ -139,6 +139,7 @@ pub(super) fn validate(
         chosen,
         rejected,
         line: 0,
+        conversational: false,
     })
 }
 

@@ -85,8 +85,18 @@ impl TextTokenizer {
     /// Token ids of `text`, without BOS/EOS or other post-processing.
     /// Special tokens written in the text (such as EOS) become their ids.
     pub fn encode(&self, text: &str) -> Vec<u32> {
+        self.encode_with(text, false)
+    }
+
+    /// Token ids of `text` as `transformers`' `tokenizer(text)` gives them: with the
+    /// tokenizer's post-processing, which for Llama-2-style tokenizers prepends BOS.
+    pub fn encode_text(&self, text: &str) -> Vec<u32> {
+        self.encode_with(text, true)
+    }
+
+    fn encode_with(&self, text: &str, add_special_tokens: bool) -> Vec<u32> {
         self.tokenizer
-            .encode(text, false)
+            .encode(text, add_special_tokens)
             .expect("tokenizer checked by from_tokenizer failed to encode text")
             .get_ids()
             .to_vec()

@@ -27,8 +27,11 @@ pub struct SequenceBatch {
     /// One-hot [sequences, scored]: which sequence each scored position belongs to, so that a
     /// matmul sums token log-probs per sequence.
     pub segments: Tensor<2>,
-    /// Completion tokens per sequence: [sequences].
+    /// Scored completion tokens per sequence: [sequences].
     pub token_counts: Tensor<1>,
+    /// Completion length per sequence, counting an unscored first token too (TRL's
+    /// `completion_mask.sum(1)`, which length-normalised losses divide by): [sequences].
+    pub completion_lens: Tensor<1>,
     pub sequences: usize,
 }
 
@@ -44,6 +47,10 @@ impl SequenceBatch {
         let mut inputs = vec![pad as i64; count * width];
         let (mut rows, mut targets, mut owners) = (Vec::new(), Vec::new(), Vec::new());
         let mut token_counts = vec![0f32; count];
+        let completion_lens: Vec<f32> = sequences
+            .iter()
+            .map(|s| s.ids.len().saturating_sub(s.start) as f32)
+            .collect();
         for (s, seq) in sequences.iter().enumerate() {
             let context = seq.ids.len().saturating_sub(1);
             for (p, &id) in seq.ids[..context].iter().enumerate() {
@@ -69,6 +76,7 @@ impl SequenceBatch {
             targets: Tensor::from_data(TensorData::new(targets, [scored]), device),
             segments: Tensor::from_data(TensorData::new(segments, [count, scored]), device),
             token_counts: Tensor::from_data(TensorData::new(token_counts, [count]), device),
+            completion_lens: Tensor::from_data(TensorData::new(completion_lens, [count]), device),
             sequences: count,
         }
     }

@@ -7,13 +7,13 @@
 use burn::tensor::Tensor;
 
 use super::batch::SequenceBatch;
-use crate::model::Gpt2;
+use crate::model::CausalLm;
 
 /// Largest logits chunk, in elements (64 MiB of f32).
 pub const MAX_CHUNK_LOGITS: usize = 1 << 24;
 
 /// Summed completion log-probs of every sequence in the batch: [sequences].
-pub fn sequence_logps(model: &Gpt2, batch: &SequenceBatch) -> Tensor<1> {
+pub fn sequence_logps(model: &CausalLm, batch: &SequenceBatch) -> Tensor<1> {
     let hidden = model.hidden(batch.inputs.clone());
     let [sequences, positions, width] = hidden.dims();
     let scored = batch.rows.dims()[0];

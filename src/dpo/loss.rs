@@ -28,10 +28,12 @@ pub enum LossType {
     ExoPair,
     /// Negative log-likelihood of the chosen completion, per token.
     Sft,
+    /// `sigmoid` on log-ratios averaged per completion token.
+    SigmoidNorm,
 }
 
 impl LossType {
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 12] = [
         "sigmoid",
         "ipo",
         "hinge",
@@ -43,6 +45,7 @@ impl LossType {
         "apo_down",
         "exo_pair",
         "sft",
+        "sigmoid_norm",
     ];
 
     pub fn parse(name: &str) -> Option<LossType> {
@@ -54,7 +57,7 @@ impl LossType {
         Self::NAMES[index]
     }
 
-    const ALL: [LossType; 11] = [
+    const ALL: [LossType; 12] = [
         LossType::Sigmoid,
         LossType::Ipo,
         LossType::Hinge,
@@ -66,6 +69,7 @@ impl LossType {
         LossType::ApoDown,
         LossType::ExoPair,
         LossType::Sft,
+        LossType::SigmoidNorm,
     ];
 }
 
@@ -83,8 +87,8 @@ pub struct LossConfig {
     pub label_smoothing: f32,
     /// Ignore the reference model (its log-probs are taken as 0).
     pub reference_free: bool,
-    /// Average log-probs over completion tokens instead of summing (SimPO-style). TRL does
-    /// this for `ipo` whatever this says.
+    /// Compare log-ratios averaged per completion token instead of summed (SimPO-style), in
+    /// every loss; `ipo` and `sigmoid_norm` always do. Rewards are reported unaveraged.
     pub length_normalize: bool,
 }
 
@@ -125,22 +129,19 @@ impl LossConfig {
         Ok(())
     }
 
-    /// Whether sequence log-probs are averaged per token before the loss.
-    pub fn normalizes_length(&self) -> bool {
-        self.length_normalize || self.loss_type.contains(&LossType::Ipo)
-    }
-
     fn weight(&self, index: usize) -> f32 {
         self.loss_weights.get(index).copied().unwrap_or(1.0)
     }
 }
 
-/// Per-pair log-probs of one batch, already length-normalised where the config asks.
+/// Per-pair summed log-probs of one batch, and completion lengths to average them by.
 pub struct PairLogps {
     pub policy_chosen: Tensor<1>,
     pub policy_rejected: Tensor<1>,
     pub reference_chosen: Tensor<1>,
     pub reference_rejected: Tensor<1>,
+    pub chosen_lens: Tensor<1>,
+    pub rejected_lens: Tensor<1>,
     /// Negative log-likelihood per token of the chosen completions (for `sft`).
     pub chosen_nll: Tensor<1>,
 }
@@ -154,13 +155,8 @@ pub struct LossOutput {
     pub rejected_rewards: Tensor<1>,
 }
 
-/// Computes the configured loss. `bco_running` holds the running mean reward that `bco_pair`
-/// subtracts (training keeps one across steps; without it each batch uses its own mean).
-pub fn dpo_loss(
-    config: &LossConfig,
-    logps: &PairLogps,
-    mut bco_running: Option<&mut RunningMean>,
-) -> LossOutput {
+/// Computes the configured loss (TRL 1.x's formulas).
+pub fn dpo_loss(config: &LossConfig, logps: &PairLogps) -> LossOutput {
     let beta = config.beta as f64;
     let (reference_chosen, reference_rejected) = if config.reference_free {
         (
@@ -173,8 +169,15 @@ pub fn dpo_loss(
             logps.reference_rejected.clone(),
         )
     };
-    let chosen = logps.policy_chosen.clone() - reference_chosen;
-    let rejected = logps.policy_rejected.clone() - reference_rejected;
+    let summed_chosen = logps.policy_chosen.clone() - reference_chosen;
+    let summed_rejected = logps.policy_rejected.clone() - reference_rejected;
+    let averaged_chosen = summed_chosen.clone() / logps.chosen_lens.clone();
+    let averaged_rejected = summed_rejected.clone() / logps.rejected_lens.clone();
+    let averaged_logits = averaged_chosen.clone() - averaged_rejected.clone();
+    let (chosen, rejected) = match config.length_normalize {
+        true => (averaged_chosen, averaged_rejected),
+        false => (summed_chosen.clone(), summed_rejected.clone()),
+    };
     let logits = chosen.clone() - rejected.clone();
     let smoothing = config.label_smoothing as f64;
 
@@ -198,16 +201,12 @@ pub fn dpo_loss(
                     + sigmoid(-z.clone()) * (log_sigmoid(-z) - eps.ln())
             }
             LossType::Hinge => relu(-logits.clone() * beta + 1.0),
-            LossType::Ipo => (logits.clone() - 1.0 / (2.0 * beta)).powi_scalar(2),
+            // IPO's squared loss grows with completion length over summed log-probs, so TRL
+            // averages them per token (as the IPO authors did).
+            LossType::Ipo => (averaged_logits.clone() - 1.0 / (2.0 * beta)).powi_scalar(2),
+            LossType::SigmoidNorm => -log_sigmoid(averaged_logits.clone() * beta),
             LossType::BcoPair => {
-                let rewards =
-                    Tensor::cat(vec![chosen.clone(), rejected.clone()], 0).detach() * beta;
-                let delta = match bco_running.as_deref_mut() {
-                    Some(running) => running.update(rewards),
-                    None => rewards.mean(),
-                };
-                -log_sigmoid(chosen.clone() * beta - delta.clone())
-                    - log_sigmoid(-(rejected.clone() * beta - delta))
+                -log_sigmoid(chosen.clone() * beta) - log_sigmoid(-rejected.clone() * beta)
             }
             LossType::SppoHard => {
                 (chosen.clone() - 0.5 / beta).powi_scalar(2)
@@ -234,39 +233,15 @@ pub fn dpo_loss(
     }
     LossOutput {
         loss: total.expect("validated: at least one loss type"),
-        chosen_rewards: (chosen * beta).detach(),
-        rejected_rewards: (rejected * beta).detach(),
-    }
-}
-
-/// The running mean of implicit rewards that `bco_pair` subtracts, kept on the device (TRL's
-/// `RunningMoments`, mean only).
-#[derive(Default)]
-pub struct RunningMean {
-    mean: Option<Tensor<1>>,
-    count: f64,
-}
-
-impl RunningMean {
-    /// Folds in a batch of rewards and returns the updated mean.
-    pub fn update(&mut self, rewards: Tensor<1>) -> Tensor<1> {
-        let n = rewards.dims()[0] as f64;
-        let batch_mean = rewards.mean().detach();
-        let total = self.count + n;
-        let mean = match self.mean.take() {
-            Some(mean) => mean.clone() + (batch_mean - mean) * (n / total),
-            None => batch_mean,
-        };
-        self.count = total;
-        self.mean = Some(mean.clone());
-        mean
+        chosen_rewards: (summed_chosen * beta).detach(),
+        rejected_rewards: (summed_rejected * beta).detach(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     //! Expected values were computed by hand from TRL's formulas (in f64, outside this code)
-    //! for the worked example of the DPO introduction.
+    //! for the worked example of the DPO introduction, with every completion 10 tokens long.
     use super::*;
     use burn::tensor::Device;
 
@@ -282,6 +257,8 @@ mod tests {
             policy_rejected: t(POLICY_REJECTED),
             reference_chosen: t(REFERENCE),
             reference_rejected: t(REFERENCE),
+            chosen_lens: t([10.; 4]),
+            rejected_lens: t([10.; 4]),
             chosen_nll: Tensor::from_floats([2.5], &device),
         }
     }
@@ -292,9 +269,7 @@ mod tests {
             label_smoothing,
             ..LossConfig::default()
         };
-        dpo_loss(&config, &example(), None)
-            .loss
-            .into_scalar::<f32>()
+        dpo_loss(&config, &example()).loss.into_scalar::<f32>()
     }
 
     fn assert_close(actual: f32, expected: f32) {
@@ -306,7 +281,7 @@ mod tests {
 
     #[test]
     fn worked_example_sigmoid_loss_and_rewards() {
-        let out = dpo_loss(&LossConfig::default(), &example(), None);
+        let out = dpo_loss(&LossConfig::default(), &example());
         assert_close(out.loss.into_scalar::<f32>(), 0.626247);
         let chosen = out
             .chosen_rewards
@@ -332,14 +307,15 @@ mod tests {
             (LossType::Sigmoid, 0.1, 0.641247),
             (LossType::Robust, 0.1, 0.607497),
             (LossType::Hinge, 0.0, 0.85),
-            (LossType::Ipo, 0.0, 16.5),
+            (LossType::Ipo, 0.0, 23.565),
             (LossType::ExoPair, 0.0, 2.512203),
             (LossType::SppoHard, 0.0, 40.5),
             (LossType::NcaPair, 0.0, 1.353474),
             (LossType::ApoZero, 0.0, 0.962470),
             (LossType::ApoDown, 0.0, 0.987758),
-            (LossType::BcoPair, 0.0, 1.317999),
+            (LossType::BcoPair, 0.0, 1.318154),
             (LossType::Sft, 0.0, 2.5),
+            (LossType::SigmoidNorm, 0.0, 0.685728),
         ];
         for (loss_type, smoothing, expected) in cases {
             let actual = loss_of(loss_type, smoothing);
@@ -357,9 +333,7 @@ mod tests {
             loss_weights: vec![1.0, 0.5],
             ..LossConfig::default()
         };
-        let loss = dpo_loss(&config, &example(), None)
-            .loss
-            .into_scalar::<f32>();
+        let loss = dpo_loss(&config, &example()).loss.into_scalar::<f32>();
         assert_close(loss, 0.626247 + 0.5 * 2.5);
         // Without a reference the logits are the raw policy margins [2, 3, 3, -2]: the same
         // margins as with this reference, whose chosen and rejected log-probs are equal.
@@ -367,7 +341,7 @@ mod tests {
             reference_free: true,
             ..LossConfig::default()
         };
-        let out = dpo_loss(&free, &example(), None);
+        let out = dpo_loss(&free, &example());
         assert_close(out.loss.into_scalar::<f32>(), 0.626247);
         assert_close(
             out.chosen_rewards

@@ -8,15 +8,15 @@ pub mod metrics;
 use burn::tensor::Tensor;
 
 use crate::data::TokenizedPair;
-use crate::model::Gpt2;
+use crate::model::CausalLm;
 use batch::{Scored, SequenceBatch};
-use loss::{LossConfig, PairLogps, RunningMean, dpo_loss};
+use loss::{LossConfig, PairLogps, dpo_loss};
 pub use metrics::{Metrics, PAIR_METRICS, Phase};
 
 /// Where a batch's reference log-probs come from.
 pub enum ReferenceLogps<'a> {
     /// A frozen model, run forward without gradients.
-    Model(&'a Gpt2),
+    Model(&'a CausalLm),
     /// Values computed once before training: [chosen..., rejected...] per batch.
     Precomputed(Tensor<1>),
 }
@@ -25,11 +25,11 @@ pub enum ReferenceLogps<'a> {
 pub fn pair_sequences<'a>(pairs: &[&'a TokenizedPair]) -> Vec<Scored<'a>> {
     let chosen = pairs.iter().map(|p| Scored {
         ids: &p.chosen,
-        start: p.chosen_start,
+        start: p.start,
     });
     let rejected = pairs.iter().map(|p| Scored {
         ids: &p.rejected,
-        start: p.rejected_start,
+        start: p.start,
     });
     chosen.chain(rejected).collect()
 }
@@ -45,11 +45,10 @@ pub struct PairForward {
 }
 
 pub fn pair_forward(
-    policy: &Gpt2,
+    policy: &CausalLm,
     reference: ReferenceLogps,
     batch: &SequenceBatch,
     config: &LossConfig,
-    bco_running: Option<&mut RunningMean>,
 ) -> PairForward {
     let pairs = batch.sequences / 2;
     let policy_logps = logps::sequence_logps(policy, batch);
@@ -57,25 +56,20 @@ pub fn pair_forward(
         ReferenceLogps::Model(model) => logps::sequence_logps(model, batch).detach(),
         ReferenceLogps::Precomputed(values) => values,
     };
-    let counts = batch.token_counts.clone();
-    let chosen_counts = counts.clone().narrow(0, 0, pairs);
-    // TRL's NLL term: cross-entropy over all chosen completion tokens of the batch.
-    let chosen_nll = -policy_logps.clone().narrow(0, 0, pairs).sum() / chosen_counts.sum();
-    let (policy_logps, reference_logps) = if config.normalizes_length() {
-        let counts = counts.clamp_min(1.0);
-        (policy_logps / counts.clone(), reference_logps / counts)
-    } else {
-        (policy_logps, reference_logps)
-    };
     let half = |t: &Tensor<1>, i: usize| t.clone().narrow(0, i * pairs, pairs);
+    // TRL's NLL term: cross-entropy over all chosen completion tokens of the batch.
+    let chosen_nll = -half(&policy_logps, 0).sum() / half(&batch.token_counts, 0).sum();
+    let lens = batch.completion_lens.clone().clamp_min(1.0);
     let logps = PairLogps {
         policy_chosen: half(&policy_logps, 0),
         policy_rejected: half(&policy_logps, 1),
         reference_chosen: half(&reference_logps, 0),
         reference_rejected: half(&reference_logps, 1),
+        chosen_lens: half(&lens, 0),
+        rejected_lens: half(&lens, 1),
         chosen_nll,
     };
-    let out = dpo_loss(config, &logps, bco_running);
+    let out = dpo_loss(config, &logps);
     let margins = out.chosen_rewards.clone() - out.rejected_rewards.clone();
     let accuracy = margins.clone().greater_elem(0.0).float().mean();
     let metrics = Tensor::cat(
@@ -100,7 +94,7 @@ pub fn pair_forward(
 
 /// The SFT loss of a batch of prompt + chosen sequences (mean NLL per completion token) and
 /// its metrics tensor: [loss, mean chosen log-prob].
-pub fn sft_forward(policy: &Gpt2, batch: &SequenceBatch) -> (Tensor<1>, Tensor<1>) {
+pub fn sft_forward(policy: &CausalLm, batch: &SequenceBatch) -> (Tensor<1>, Tensor<1>) {
     let logps = logps::sequence_logps(policy, batch);
     let loss = -logps.clone().sum() / batch.token_counts.clone().sum();
     let metrics = Tensor::cat(vec![loss.clone().detach(), logps.detach().mean()], 0).inner();

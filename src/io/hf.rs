@@ -13,7 +13,7 @@ use crate::Error;
 use crate::data::ChatTemplate;
 use crate::data::tokenizer::TextTokenizer;
 use crate::model::weights::{self, ParamSource};
-use crate::model::{Gpt2, Gpt2Config};
+use crate::model::{CausalLm, ModelConfig};
 
 pub const CONFIG: &str = "config.json";
 pub const WEIGHTS: &str = "model.safetensors";
@@ -31,8 +31,8 @@ pub struct ModelFiles {
 
 /// A model ready to run, with what is needed to feed it text.
 pub struct LoadedModel {
-    pub config: Gpt2Config,
-    pub model: Gpt2,
+    pub config: ModelConfig,
+    pub model: CausalLm,
     pub tokenizer: TextTokenizer,
     pub template: ChatTemplate,
     /// `tokenizer_config.json` as found, written back unchanged on export.
@@ -42,9 +42,7 @@ pub struct LoadedModel {
 /// Parses and checks a model folder's files; `source` (the folder) names them in errors.
 pub fn load(files: &ModelFiles, source: &str, device: &Device) -> Result<LoadedModel, Error> {
     let bad = |file: &str, message: String| Error::Input(format!("{source}/{file}: {message}"));
-    let config: Gpt2Config = serde_json::from_slice(&files.config)
-        .map_err(|e| bad(CONFIG, format!("line {}: {e}", e.line())))?;
-    config.validate().map_err(|e| bad(CONFIG, e))?;
+    let config = ModelConfig::from_json(&files.config).map_err(|e| bad(CONFIG, e))?;
     let tokenizer_config = match &files.tokenizer_config {
         Some(bytes) => Some(
             std::str::from_utf8(bytes)
@@ -55,13 +53,13 @@ pub fn load(files: &ModelFiles, source: &str, device: &Device) -> Result<LoadedM
     };
     let tokenizer = TextTokenizer::from_bytes(&files.tokenizer, tokenizer_config.as_deref())
         .map_err(|e| bad(TOKENIZER, e))?;
-    if tokenizer.vocab_size() > config.vocab_size {
+    if tokenizer.vocab_size() > config.vocab_size() {
         return Err(bad(
             TOKENIZER,
             format!(
                 "{} tokens, more than config.json's vocab_size {}",
                 tokenizer.vocab_size(),
-                config.vocab_size
+                config.vocab_size()
             ),
         ));
     }
@@ -74,7 +72,7 @@ pub fn load(files: &ModelFiles, source: &str, device: &Device) -> Result<LoadedM
     let tensors = SafeTensors::deserialize(&files.weights)
         .map_err(|e| bad(WEIGHTS, format!("not a valid safetensors file: {e}")))?;
     let mut source_tensors = SafetensorsSource { tensors };
-    let model = weights::fill(Gpt2::new(&config, device), &mut source_tensors, device)
+    let model = weights::fill(config.build(device), &mut source_tensors, device)
         .map_err(|e| bad(WEIGHTS, e))?;
     Ok(LoadedModel {
         config,
@@ -91,8 +89,11 @@ struct SafetensorsSource<'a> {
 
 impl ParamSource for SafetensorsSource<'_> {
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
-        // Checkpoints saved from a bare `GPT2Model` lack the `transformer.` prefix.
-        let bare = name.strip_prefix("transformer.").unwrap_or(name);
+        // Checkpoints saved from a bare `GPT2Model` or `LlamaModel` lack the body's prefix.
+        let bare = name
+            .strip_prefix("transformer.")
+            .or_else(|| name.strip_prefix("model."))
+            .unwrap_or(name);
         let view = self
             .tensors
             .tensor(name)
@@ -131,8 +132,8 @@ impl ParamSource for SafetensorsSource<'_> {
 /// The folder's files for `model`: weights read back from the device (awaited, so this
 /// works in the browser too), config, tokenizer and tokenizer config.
 pub async fn export(
-    model: &Gpt2,
-    config: &Gpt2Config,
+    model: &CausalLm,
+    config: &ModelConfig,
     tokenizer: &TextTokenizer,
     tokenizer_config: Option<&[u8]>,
 ) -> Result<ModelFiles, Error> {
@@ -159,16 +160,15 @@ pub async fn export(
     let weights = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::Runtime(format!("writing safetensors failed: {e}")))?;
     let mut config = config.clone();
-    config.eos_token_id = Some(tokenizer.eos_id());
-    config.bos_token_id = config.bos_token_id.or(Some(tokenizer.eos_id()));
+    config.fill_special_tokens(tokenizer.eos_id());
     let default_tokenizer_config = serde_json::json!({
         "eos_token": tokenizer.eos_token(),
         "bos_token": tokenizer.eos_token(),
-        "model_max_length": config.n_positions,
-        "tokenizer_class": "GPT2Tokenizer",
+        "model_max_length": config.max_positions(),
+        "tokenizer_class": "PreTrainedTokenizerFast",
     });
     Ok(ModelFiles {
-        config: serde_json::to_vec_pretty(&config).expect("config serializes"),
+        config: config.to_json(),
         weights,
         tokenizer: tokenizer.to_json().into_bytes(),
         tokenizer_config: Some(match tokenizer_config {

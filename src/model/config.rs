@@ -1,4 +1,4 @@
-//! Model hyper-parameters, stored as Hugging Face's GPT-2 `config.json` so that a folder we
+//! GPT-2 hyper-parameters, stored as Hugging Face's GPT-2 `config.json` so that a folder we
 //! write loads in `transformers` and a folder `transformers` writes loads here.
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,9 @@ pub struct Gpt2Config {
     pub architectures: Vec<String>,
     #[serde(default = "default_tie")]
     pub tie_word_embeddings: bool,
+    /// Every other field of the file, written back unchanged.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 fn default_epsilon() -> f64 {
@@ -100,6 +103,7 @@ impl Preset {
             model_type: default_model_type(),
             architectures: default_architectures(),
             tie_word_embeddings: true,
+            extra: Default::default(),
         }
     }
 

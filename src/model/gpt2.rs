@@ -95,14 +95,6 @@ impl Gpt2 {
         self.wte.weight.val()
     }
 
-    /// Logits [batch, vocab] of the token after the last position.
-    pub fn next_token_logits(&self, ids: Tensor<2, Int>) -> Tensor<2> {
-        let hidden = self.hidden(ids);
-        let [batch, seq, width] = hidden.dims();
-        let last = hidden.narrow(1, seq - 1, 1).reshape([batch, width]);
-        last.matmul(self.head().transpose())
-    }
-
     /// Longest sequence the position table covers.
     pub fn max_positions(&self) -> usize {
         self.wpe.weight.shape().dims::<2>()[0]

@@ -1,7 +1,6 @@
 //! Filling and reading a model's parameters by their Hugging Face names.
 //!
-//! One rule names every parameter: its path in the module tree, with burn's LayerNorm
-//! `gamma`/`beta` spelled `weight`/`bias` and the `transformer.` prefix GPT-2 checkpoints use.
+//! One rule names every parameter: its path in the module tree (`super::checkpoint_name`).
 //! Loading, random initialisation and export all walk the tree with that rule, so a new
 //! layer needs no naming code.
 //!
@@ -20,19 +19,6 @@ use rand_distr::{Distribution, Normal};
 pub trait ParamSource {
     /// The values of parameter `name` with `shape`, row-major.
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String>;
-}
-
-/// A parameter's checkpoint name from its path in the module tree.
-pub fn hf_name(path: &[String]) -> String {
-    let mut parts: Vec<&str> = path.iter().map(String::as_str).collect();
-    if let Some(last) = parts.last_mut() {
-        *last = match *last {
-            "gamma" => "weight",
-            "beta" => "bias",
-            other => other,
-        };
-    }
-    format!("transformer.{}", parts.join("."))
 }
 
 fn param_id(name: &str) -> ParamId {
@@ -82,7 +68,7 @@ impl ModuleMapper for Filler<'_> {
         if self.error.is_some() {
             return param;
         }
-        let name = hf_name(&self.path);
+        let name = super::checkpoint_name(&self.path);
         let shape = param.lazy_shape().dims::<D>().to_vec();
         match self.source.take(&name, &shape) {
             Ok(values) => {
@@ -101,8 +87,8 @@ impl ModuleMapper for Filler<'_> {
     }
 }
 
-/// GPT-2's initialisation (Hugging Face `_init_weights`): N(0, 0.02) weights, residual
-/// projections scaled by 1/sqrt(2 * layers), zero biases, unit LayerNorm scales.
+/// Hugging Face's `_init_weights`: N(0, 0.02) weights, zero biases, unit norm scales (the
+/// only 1-D weights); GPT-2 also scales its residual projections by 1/sqrt(2 * layers).
 pub struct RandomInit {
     rng: StdRng,
     n_layer: usize,
@@ -120,11 +106,10 @@ impl RandomInit {
 impl ParamSource for RandomInit {
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
         let len = shape.iter().product();
-        let is_norm = name.contains(".ln_");
         if name.ends_with(".bias") {
             return Ok(vec![0.0; len]);
         }
-        if is_norm {
+        if shape.len() == 1 {
             return Ok(vec![1.0; len]);
         }
         let mut std = 0.02f32;
@@ -170,7 +155,7 @@ impl ModuleVisitor for Collector {
         let shape = tensor.dims().to_vec();
         let len: usize = shape.iter().product();
         self.out.push(NamedTensor {
-            name: hf_name(&self.path),
+            name: super::checkpoint_name(&self.path),
             shape,
             tensor: tensor.reshape([len]),
         });

@@ -4,15 +4,15 @@ use burn::tensor::{Device, Tensor};
 
 use crate::data::TokenizedPair;
 use crate::dpo::batch::SequenceBatch;
-use crate::dpo::loss::{LossConfig, RunningMean};
+use crate::dpo::loss::LossConfig;
 use crate::dpo::{self, Metrics, PAIR_METRICS, Phase, ReferenceLogps};
-use crate::model::Gpt2;
+use crate::model::CausalLm;
 
 /// Means over all pairs (batches weighted by their size), and each pair's implicit reward
 /// margin. Models and `device` should be plain (no autodiff): nothing is trained.
 pub async fn evaluate(
-    policy: &Gpt2,
-    reference: &Gpt2,
+    policy: &CausalLm,
+    reference: &CausalLm,
     pairs: &[TokenizedPair],
     pad: u32,
     loss: &LossConfig,
@@ -21,17 +21,10 @@ pub async fn evaluate(
 ) -> Result<(Metrics, Vec<f32>), String> {
     let mut sums = [0f64; PAIR_METRICS];
     let mut margins = Vec::with_capacity(pairs.len());
-    let mut running = RunningMean::default();
     for chunk in pairs.chunks(batch.max(1)) {
         let refs: Vec<&TokenizedPair> = chunk.iter().collect();
         let batch = SequenceBatch::new(&dpo::pair_sequences(&refs), pad, device);
-        let out = dpo::pair_forward(
-            policy,
-            ReferenceLogps::Model(reference),
-            &batch,
-            loss,
-            Some(&mut running),
-        );
+        let out = dpo::pair_forward(policy, ReferenceLogps::Model(reference), &batch, loss);
         // One read per batch: the metrics and the margins together.
         let values = Tensor::cat(vec![out.metrics, out.margins], 0)
             .into_data_async()

@@ -18,9 +18,8 @@ use web_time::Instant;
 use crate::config::TrainConfig;
 use crate::data::TokenizedPair;
 use crate::dpo::batch::SequenceBatch;
-use crate::dpo::loss::RunningMean;
 use crate::dpo::{self, Metrics, Phase, ReferenceLogps, logps};
-use crate::model::Gpt2;
+use crate::model::CausalLm;
 use order::DataOrder;
 
 /// What, besides weights and optimizer moments, a resumed run needs.
@@ -35,15 +34,14 @@ pub struct TrainerState {
 pub struct Trainer {
     config: TrainConfig,
     device: Device,
-    policy: Gpt2,
-    reference: Option<Gpt2>,
+    policy: CausalLm,
+    reference: Option<CausalLm>,
     /// Reference log-probs per pair, [chosen, rejected], when precomputed.
     precomputed: Option<Vec<[f32; 2]>>,
     optim: ModuleOptimizer,
     pairs: Vec<TokenizedPair>,
     pad: u32,
     order: DataOrder,
-    bco: RunningMean,
     step: usize,
 }
 
@@ -90,7 +88,7 @@ impl PendingMetrics {
 impl Trainer {
     /// `policy` must live on `device`, an autodiff device; `pairs` must not be empty.
     pub fn new(
-        policy: Gpt2,
+        policy: CausalLm,
         pairs: Vec<TokenizedPair>,
         pad: u32,
         config: TrainConfig,
@@ -108,17 +106,16 @@ impl Trainer {
             pairs,
             pad,
             order,
-            bco: RunningMean::default(),
             step: state.step,
         }
     }
 
-    pub fn policy(&self) -> &Gpt2 {
+    pub fn policy(&self) -> &CausalLm {
         &self.policy
     }
 
     /// The frozen reference model, once DPO has started (none with precomputed log-probs).
-    pub fn reference(&self) -> Option<&Gpt2> {
+    pub fn reference(&self) -> Option<&CausalLm> {
         self.reference.as_ref()
     }
 
@@ -178,7 +175,7 @@ impl Trainer {
 
     /// Freezes `reference` (normally the policy as SFT left it) and starts DPO with a fresh
     /// optimizer. With `precompute_ref` its log-probs are computed now and the model dropped.
-    pub async fn start_dpo(&mut self, reference: Gpt2) -> Result<(), String> {
+    pub async fn start_dpo(&mut self, reference: CausalLm) -> Result<(), String> {
         let reference = reference.no_grad();
         if self.config.precompute_ref {
             self.precomputed = Some(self.precompute(&reference).await?);
@@ -201,7 +198,7 @@ impl Trainer {
         self.step().read_async().await
     }
 
-    async fn precompute(&self, reference: &Gpt2) -> Result<Vec<[f32; 2]>, String> {
+    async fn precompute(&self, reference: &CausalLm) -> Result<Vec<[f32; 2]>, String> {
         let mut out = Vec::with_capacity(self.pairs.len());
         for chunk in self.pairs.chunks(self.config.batch) {
             let refs: Vec<&TokenizedPair> = chunk.iter().collect();
@@ -234,7 +231,7 @@ impl Trainer {
         };
         let lr = optim::scheduled_lr(base_lr, phase_step, phase_total, self.config.warmup_steps);
         let micro = self.config.batch / self.config.grad_accum;
-        let mut accumulator = GradientsAccumulator::<Gpt2>::new();
+        let mut accumulator = GradientsAccumulator::<CausalLm>::new();
         let mut metric_sum: Option<Tensor<1>> = None;
         for _ in 0..self.config.grad_accum {
             let indices = self.order.take(micro);
@@ -271,7 +268,7 @@ impl Trainer {
             .iter()
             .map(|&i| dpo::batch::Scored {
                 ids: &self.pairs[i].chosen,
-                start: self.pairs[i].chosen_start,
+                start: self.pairs[i].start,
             })
             .collect();
         let batch = SequenceBatch::new(&sequences, self.pad, &self.device);
@@ -295,13 +292,7 @@ impl Trainer {
             }
             (None, None) => panic!("DPO step before start_dpo"),
         };
-        let out = dpo::pair_forward(
-            &self.policy,
-            reference,
-            &batch,
-            &self.config.loss,
-            Some(&mut self.bco),
-        );
+        let out = dpo::pair_forward(&self.policy, reference, &batch, &self.config.loss);
         (out.loss, out.metrics)
     }
 }

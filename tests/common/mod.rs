@@ -58,3 +58,23 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
 pub fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * a.abs().max(b.abs()).max(1.0)
 }
+
+/// What one run of the `dpo` binary did.
+pub struct CliOutput {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the `dpo` binary built for these tests.
+pub fn dpo_cli(args: &[&str]) -> CliOutput {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dpo"))
+        .args(args)
+        .output()
+        .unwrap();
+    CliOutput {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

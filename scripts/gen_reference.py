@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Reference numbers from PyTorch, transformers and TRL, for the parity tests.
+
+    python scripts/gen_reference.py fixtures        # writes tests/fixtures/hf/
+    python scripts/gen_reference.py check --model DIR [--ref DIR] --data FILE [--dpo BIN]
+
+`fixtures` builds small random-weight Hugging Face folders (a GPT-2 and a Llama, each with a
+policy and a different reference, and their tokenizers), a pairs file, and what TRL's
+DPOTrainer.evaluate() reports for them (several loss types), plus transformers' per-token
+log-probs of a few Llama sequences. The Rust tests compare `dpo eval` against these numbers.
+
+`check` loads a folder that `dpo` wrote into transformers, runs TRL's evaluate on it and
+compares with `dpo eval --json` on the same files to 1e-4 relative.
+
+Needs: torch, transformers, trl, datasets, tokenizers (pip, in a venv). Not run by CI.
+"""
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import transformers
+import trl
+from datasets import Dataset
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+from trl import DPOConfig, DPOTrainer
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "tests" / "fixtures" / "hf"
+METRICS = [
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+]
+# Every TRL loss the project implements; robust and exo_pair need label smoothing > 0.
+LOSSES = {
+    "sigmoid": 0.0,
+    "hinge": 0.0,
+    "ipo": 0.0,
+    "robust": 0.1,
+    "exo_pair": 0.1,
+    "sigmoid_norm": 0.0,
+    "bco_pair": 0.0,
+    "sppo_hard": 0.0,
+    "nca_pair": 0.0,
+    "apo_zero": 0.0,
+    "apo_down": 0.0,
+    "sft": 0.0,
+}
+BETA = 0.1
+
+# Prompts end on a space or a newline and completions vary in length, so that BPE merges at
+# the prompt/completion boundary are exercised as well as plain splits.
+PAIRS = [
+    ("Question: what colour is the sky?\nAnswer:", " Blue, on a clear day.", " Green."),
+    ("Translate to French: cat\n", "chat", "chien"),
+    ("Name a prime number: ", "seven", "eight, which is even"),
+    ("The capital of Italy is", " Rome.", " Paris, I think."),
+    ("Write a greeting.\n", "Hello there, friend!", "Go away."),
+    ("2 + 2 =", " 4", " 5"),
+    ("Describe a river in three words: ", "long, wide, calm", "dry"),
+    ("Is water wet?", " Yes, it makes things wet.", " No."),
+]
+CORPUS = [p + c for p, c, r in PAIRS] + [p + r for p, c, r in PAIRS] + [
+    "The quick brown fox jumps over the lazy dog. Rivers flow to the sea.",
+    "Questions and answers, greetings and translations, numbers and colours.",
+]
+
+
+def byte_level_tokenizer(vocab_size):
+    """A GPT-2-style byte-level BPE with <|endoftext|>."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    return fast
+
+
+def llama_tokenizer(vocab_size):
+    """A Llama-2-style tokenizer: metaspace BPE with <unk>, <s>, </s>, and BOS prepended."""
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"])
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def scale_weights(model, seed, std):
+    """Random weights far from uniform, so that log-probs and rewards are not all alike."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1 and name.endswith("weight"):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(std * torch.randn(p.shape, generator=gen))
+
+
+def gpt2(tokenizer, seed):
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = GPT2LMHeadModel(config)
+    scale_weights(model, seed, 0.3)
+    return model
+
+
+def llama(tokenizer, seed):
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    scale_weights(model, seed, 0.3)
+    return model
+
+
+def save(model, tokenizer, name):
+    folder = OUT / name
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    (folder / "generation_config.json").unlink(missing_ok=True)
+    return folder
+
+
+def load(folder):
+    return transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+
+
+def load_tokenizer(folder):
+    return transformers.AutoTokenizer.from_pretrained(folder)
+
+
+def trl_metrics(policy, reference, tokenizer, rows, loss, label_smoothing):
+    """What DPOTrainer.evaluate() reports, in one batch so that its means are over all pairs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        args = DPOConfig(
+            output_dir=tmp,
+            beta=BETA,
+            loss_type=[loss],
+            label_smoothing=label_smoothing,
+            per_device_eval_batch_size=len(rows),
+            report_to="none",
+            use_cpu=True,
+            # TRL defaults to bf16 autocast; the reference numbers are fp32, like `dpo`.
+            bf16=False,
+            max_length=None,
+        )
+        trainer = DPOTrainer(
+            model=policy,
+            ref_model=reference,
+            args=args,
+            processing_class=tokenizer,
+            train_dataset=Dataset.from_list(rows),
+            eval_dataset=Dataset.from_list(rows),
+        )
+        result = trainer.evaluate()
+    return {m: result[f"eval_{m}"] for m in METRICS}
+
+
+def token_logps(model, tokenizer, texts):
+    """Per-token log p(token | prefix) from transformers, for the sequences of `texts`."""
+    out = []
+    for text in texts:
+        ids = tokenizer(text)["input_ids"]
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0].float()
+        logps = torch.log_softmax(logits[:-1], dim=-1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+        out.append({"text": text, "ids": ids, "logps": logps.tolist()})
+    return out
+
+
+def fixtures():
+    torch.manual_seed(0)
+    OUT.mkdir(parents=True, exist_ok=True)
+    rows = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in PAIRS]
+    with open(OUT / "pairs.jsonl", "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    expected = {
+        "generated_by": "scripts/gen_reference.py",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
+        "beta": BETA,
+    }
+    families = {"gpt2": (byte_level_tokenizer(300), gpt2), "llama": (llama_tokenizer(300), llama)}
+    for family, (tokenizer, build) in families.items():
+        policy = save(build(tokenizer, 1), tokenizer, family)
+        reference = save(build(tokenizer, 2), tokenizer, f"{family}-ref")
+        # Every evaluation starts from the saved files (what `dpo` reads), freshly loaded:
+        # a trainer wraps the models it is given, which would leak into the next run.
+        expected[family] = {
+            loss: trl_metrics(load(policy), load(reference), load_tokenizer(policy), rows, loss, ls)
+            | {"label_smoothing": ls}
+            for loss, ls in LOSSES.items()
+        }
+        texts = [p + c for p, c, _ in PAIRS[:3]]
+        expected[f"{family}_token_logps"] = token_logps(load(policy), load_tokenizer(policy), texts)
+    with open(OUT / "expected.json", "w") as f:
+        json.dump(expected, f, indent=1)
+    sizes = {p.relative_to(OUT): p.stat().st_size for p in OUT.rglob("*") if p.is_file()}
+    print(f"wrote {OUT}: {sum(sizes.values()) // 1024} KB in {len(sizes)} files")
+
+
+def read_pairs(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def check(model_dir, ref_dir, data, dpo, loss):
+    """TRL on a folder `dpo` wrote vs `dpo eval` on the same folder: equal to 1e-4 relative."""
+    ref_dir = ref_dir or model_dir
+    tokenizer = load_tokenizer(model_dir)
+    rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in read_pairs(data)]
+    theirs = trl_metrics(load(model_dir), load(ref_dir), tokenizer, rows, loss, 0.0)
+    cmd = [dpo, "eval", "--model", model_dir, "--ref", ref_dir, "--data", data, "--loss", loss, "--json"]
+    ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    worst = 0.0
+    for m in METRICS:
+        err = abs(ours[m] - theirs[m]) / max(abs(theirs[m]), 1e-6)
+        worst = max(worst, err)
+        print(f"{m:20} trl {theirs[m]: .6f}  dpo {ours[m]: .6f}  rel.err {err:.1e}")
+    print(f"transformers loaded {model_dir}; largest relative difference {worst:.1e}")
+    return 0 if worst <= 1e-4 else 1
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("fixtures")
+    c = sub.add_parser("check")
+    c.add_argument("--model", required=True)
+    c.add_argument("--ref")
+    c.add_argument("--data", required=True)
+    c.add_argument("--loss", default="sigmoid")
+    c.add_argument("--dpo", default=str(ROOT / "target" / "release" / "dpo"))
+    args = parser.parse_args()
+    if args.command == "fixtures":
+        fixtures()
+        return 0
+    return check(args.model, args.ref, args.data, args.dpo, args.loss)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+//! Parity with Hugging Face: `dpo eval` on the committed fixtures (tests/fixtures/hf, written by
+//! scripts/gen_reference.py with PyTorch, transformers and TRL) reports TRL's metrics, and the
+//! models' per-token log-probs equal transformers'. GPT-2 and the Llama family (grouped-query
+//! attention, untied head, a BOS-prepending tokenizer).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData, read_sync};
+use dpo::io::hf;
+use serde_json::Value;
+
+const METRICS: [&str; 7] = [
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+];
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf")
+}
+
+fn expected() -> Value {
+    let text = std::fs::read_to_string(fixtures().join("expected.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Relative difference, with magnitudes below 1e-3 compared absolutely (accuracies of 0).
+fn rel_err(ours: f64, theirs: f64) -> f64 {
+    (ours - theirs).abs() / theirs.abs().max(1e-3)
+}
+
+/// `dpo eval --json` for every loss type TRL was run with, against TRL's numbers.
+fn eval_matches_trl(family: &str) {
+    let expected = expected();
+    let dir = fixtures();
+    let model = dir.join(family);
+    let reference = dir.join(format!("{family}-ref"));
+    let data = dir.join("pairs.jsonl");
+    let losses = expected[family].as_object().unwrap();
+    let mut failures = Vec::new();
+    for (loss, theirs) in losses {
+        let smoothing = theirs["label_smoothing"].as_f64().unwrap().to_string();
+        let out = common::dpo_cli(&[
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--ref",
+            reference.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--loss",
+            loss,
+            "--label-smoothing",
+            &smoothing,
+            "--beta",
+            "0.1",
+            "--backend",
+            "cpu",
+            "--json",
+        ]);
+        assert_eq!(out.status, 0, "{family} {loss}: {}", out.stderr);
+        let ours: Value = serde_json::from_str(&out.stdout).unwrap();
+        for metric in METRICS {
+            let (a, b) = (
+                ours[metric].as_f64().unwrap(),
+                theirs[metric].as_f64().unwrap(),
+            );
+            if rel_err(a, b) > 1e-4 {
+                failures.push(format!("{family} {loss} {metric}: dpo {a} vs trl {b}"));
+            }
+        }
+    }
+    assert!(losses.len() >= 11, "expected.json covers every loss type");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn gpt2_eval_matches_trl() {
+    eval_matches_trl("gpt2");
+}
+
+#[test]
+fn llama_eval_matches_trl() {
+    eval_matches_trl("llama");
+}
+
+/// log p(token | prefix) for every token after the first, through the library.
+fn token_logps(loaded: &hf::LoadedModel, ids: &[i64], device: &Device) -> Vec<f32> {
+    let input = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [1, ids.len()]), device);
+    let hidden = loaded.model.hidden(input);
+    let [_, seq, width] = hidden.dims();
+    let logits = hidden
+        .reshape([seq, width])
+        .matmul(loaded.model.head().transpose());
+    let targets =
+        Tensor::<1, Int>::from_data(TensorData::new(ids[1..].to_vec(), [seq - 1]), device);
+    let picked =
+        log_softmax(logits.narrow(0, 0, seq - 1), 1).gather(1, targets.reshape([seq - 1, 1]));
+    read_sync(picked.into_data_async())
+        .unwrap()
+        .try_to_vec()
+        .unwrap()
+}
+
+fn token_logps_match(family: &str) {
+    let device = Device::flex();
+    let loaded = hf::load_dir(&fixtures().join(family), &device).unwrap();
+    let cases = expected()[format!("{family}_token_logps")].clone();
+    for case in cases.as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let ids: Vec<i64> = serde_json::from_value(case["ids"].clone()).unwrap();
+        let theirs: Vec<f32> = serde_json::from_value(case["logps"].clone()).unwrap();
+        // The tokenizer gives transformers' ids (BOS included for the Llama fixture).
+        let ours_ids: Vec<i64> = loaded
+            .tokenizer
+            .encode_text(text)
+            .iter()
+            .map(|&i| i as i64)
+            .collect();
+        assert_eq!(ours_ids, ids, "{family}: token ids of {text:?}");
+        let ours = token_logps(&loaded, &ids, &device);
+        assert_eq!(ours.len(), theirs.len());
+        for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "{family} {text:?} token {i}: dpo {a} vs transformers {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn gpt2_token_logps_match_transformers() {
+    token_logps_match("gpt2");
+}
+
+#[test]
+fn llama_token_logps_match_transformers() {
+    token_logps_match("llama");
+}
