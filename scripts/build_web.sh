@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the browser trainer into www/: the wasm package (www/pkg), the page's npm
-# dependencies (www/vendor) and the shipped samples (www/samples). Idempotent and offline
-# once the tools are installed (the first run installs wasm-bindgen-cli and wasm-pack with
-# cargo, ~8 minutes on 2 cores). Everything it writes is a build output, ignored by git.
+# dependencies (www/vendor) and the shipped data (www/samples: pairs, reward_kl.json).
+# Idempotent and offline once the tools are installed (the first run installs
+# wasm-bindgen-cli and wasm-pack with cargo, ~8 minutes on 2 cores). Everything it writes is
+# a build output, ignored by git.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,5 +35,8 @@ cp node_modules/uplot/dist/uPlot.esm.js node_modules/uplot/dist/uPlot.min.css ww
 cp node_modules/fflate/esm/browser.js www/vendor/fflate.js
 cp examples/data/train.jsonl examples/data/heldout.jsonl www/samples/
 cp examples/data/formats/*.jsonl www/samples/
+# The lesson's reward-vs-KL chart plots what the native experiment measured; before that file
+# exists the page says so (and a stale copy must not outlive its source).
+if [ -f docs/reward_kl.json ]; then cp docs/reward_kl.json www/samples/; else rm -f www/samples/reward_kl.json; fi
 
 echo "web build ready: www/ ($(du -h www/pkg/dpo_bg.wasm | cut -f1) wasm)"

@@ -1,40 +1,23 @@
-// The page: settings (mirrored in the URL hash), data loading and checking, and the views of
-// a run. All training happens in worker.js; this thread only draws, so the page never freezes.
+// The full trainer page: settings (mirrored in the URL hash), data loading and checking, and
+// the views of a run. The worker protocol lives in trainer-client.js, the settings in
+// settings.js, the shipped samples in samples.js; this module only wires them to the page.
+// All training happens in the worker; this thread only draws, so the page never freezes.
 import { Charts } from './charts.js';
+import { TrainerClient } from './trainer-client.js';
+import { defaults, startMessage } from './settings.js';
+import { fetchDataset, readFile, samples } from './samples.js';
 import { zipSync } from './vendor/fflate.js';
-
-// The page's defaults: TrainConfig's, with fewer steps so that a run fits in a tab's session.
-const defaults = {
-  preset: 'tiny', backend: 'auto', sft_steps: 200, steps: 100, loss: 'sigmoid', beta: 0.1,
-  lr: 1e-4, batch: 16, seed: 42, sft_lr: 1e-3, max_length: 128, warmup_steps: 10, gen_tokens: 24,
-  eval_limit: 0,
-};
-const textFields = new Set(['preset', 'backend', 'loss']);
-const samples = {
-  sentiment: { train: 'train.jsonl', eval: 'heldout.jsonl' },
-  // The format examples have 6 pairs: too few to hold a tenth out, so they evaluate on themselves.
-  standard: { train: 'standard.jsonl', eval: 'standard.jsonl' },
-  implicit_prompt: { train: 'implicit_prompt.jsonl', eval: 'implicit_prompt.jsonl' },
-  conversational: { train: 'conversational.jsonl', eval: 'conversational.jsonl' },
-};
 
 const $ = (selector) => document.querySelector(selector);
 const form = $('#settings');
 const charts = new Charts($('#charts'));
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+const client = new TrainerClient();
 
 // Test hooks: the run as data, and how many points each chart has drawn.
-const state = (window.dpoState = {
-  metrics: [], backend: null, reason: null, evaluation: null,
-  generations: { before: null, after: null }, done: false, error: null, checked: {}, exported: null,
-});
+const state = (window.dpoState = client.state);
 window.dpoCharts = charts;
 
-let data = { train: null, eval: null };
-let workerReady = false;
-let running = false;
 let trained = false;
-let paused = false;
 let autostart = false;
 let lastProgress = '';
 let startedAt = 0;
@@ -61,22 +44,6 @@ function writeHash() {
   history.replaceState(null, '', hash ? `#${hash}` : location.pathname + location.search);
 }
 
-function value(name) {
-  const raw = form.elements[name].value;
-  if (textFields.has(name)) return raw;
-  const number = Number(raw === '' ? defaults[name] : raw);
-  if (!Number.isFinite(number)) throw new Error(`${name}: not a number`);
-  return number;
-}
-
-// The `settings` object of the worker's start message: TrainConfig's field names.
-function settings() {
-  const names = ['preset', 'seed', 'sft_steps', 'steps', 'batch', 'lr', 'sft_lr', 'max_length', 'warmup_steps'];
-  const out = Object.fromEntries(names.map((name) => [name, value(name)]));
-  out.loss = { loss_type: [value('loss')], beta: value('beta') };
-  return out;
-}
-
 form.addEventListener('input', writeHash);
 window.addEventListener('hashchange', () => {
   const sample = readHash();
@@ -86,40 +53,27 @@ window.addEventListener('hashchange', () => {
 // ---- data ----
 
 async function setFile(slot, file) {
-  data[slot] = { name: file.name, bytes: new Uint8Array(await file.arrayBuffer()) };
+  const pairs = await readFile(file);
   $('#sample').value = '';
   writeHash();
-  check();
+  check({ ...client.data, [slot]: pairs });
 }
 
 async function loadSample(name) {
-  const sample = samples[name];
-  if (!sample) return showError(`unknown sample "${name}"`);
+  if (!samples[name]) return showError(`unknown sample "${name}"`);
   $('#sample').value = name;
   writeHash();
   try {
-    const fetchFile = async (file) => {
-      const response = await fetch(`samples/${file}`);
-      if (!response.ok) throw new Error(`samples/${file}: HTTP ${response.status} (run scripts/build_web.sh)`);
-      return { name: file, bytes: new Uint8Array(await response.arrayBuffer()) };
-    };
-    data = { train: await fetchFile(sample.train), eval: await fetchFile(sample.eval) };
-    check();
+    check(await fetchDataset(name));
   } catch (error) {
     showError(error.message);
   }
 }
 
-function check() {
-  state.checked = {};
+function check(data) {
   $('#data-status').replaceChildren(status('Checking…'));
-  worker.postMessage({ type: 'load', train: data.train, eval: data.eval ?? undefined });
-  updateButtons();
+  client.load(data);
 }
-
-const isValid = (slot) => !data[slot] || (state.checked[slot] && state.checked[slot].bad === 0 && state.checked[slot].pairs > 0);
-const dataReady = () => data.train && state.checked.train && isValid('train') && isValid('eval') &&
-  (!data.eval || state.checked.eval);
 
 function showChecked() {
   const items = ['train', 'eval'].filter((slot) => state.checked[slot]).map((slot) => {
@@ -176,31 +130,24 @@ drop.addEventListener('drop', (event) => {
 function startTraining() {
   let message;
   try {
-    message = { type: 'start', settings: settings(), backend: value('backend'),
-      generation: { prompts: 4, max_new_tokens: value('gen_tokens') }, eval_limit: value('eval_limit') };
+    message = startMessage(Object.fromEntries(Object.keys(defaults).map((name) => [name, form.elements[name].value])));
   } catch (error) {
     return showError(error.message);
   }
-  Object.assign(state, { metrics: [], backend: null, reason: null, evaluation: null,
-    generations: { before: null, after: null }, done: false, error: null, exported: null });
   charts.reset();
   $('#generations tbody').replaceChildren();
   $('#error').hidden = true;
   $('#evaluation').textContent = '';
   $('#backend').textContent = 'Starting…';
-  running = true;
-  paused = false;
   lastProgress = '';
   startedAt = performance.now();
-  worker.postMessage(message);
-  updateButtons();
+  client.start(message);
 }
 
 const backendNames = { webgpu: 'WebGPU', cpu: 'the CPU (wasm)' };
 const signed = (v) => (v >= 0 ? '+' : '−') + Math.abs(v).toFixed(3);
 
 function onMetrics(m) {
-  state.metrics.push(m);
   charts.add(m);
   const parts = [`Step ${m.step} / ${state.totalSteps ?? '?'}`, m.phase.toUpperCase(), `loss ${m.loss.toFixed(4)}`];
   if (m.phase === 'dpo') parts.push(`margin ${signed(m['rewards/margins'])}`, `accuracy ${m['rewards/accuracies'].toFixed(2)}`);
@@ -210,7 +157,6 @@ function onMetrics(m) {
 }
 
 function onGenerations({ when, items }) {
-  state.generations[when] = items;
   const body = $('#generations tbody');
   items.forEach(({ prompt, text }, i) => {
     let row = body.rows[i];
@@ -224,7 +170,6 @@ function onGenerations({ when, items }) {
 }
 
 function onEvaluation({ metrics, margins }) {
-  state.evaluation = { metrics, margins };
   charts.histogram(margins);
   $('#evaluation').textContent = `Held-out (${margins.length} pairs): accuracy ${metrics['rewards/accuracies'].toFixed(2)} · ` +
     `margin ${signed(metrics['rewards/margins'])} · chosen ${signed(metrics['rewards/chosen'])} · ` +
@@ -232,7 +177,6 @@ function onEvaluation({ metrics, margins }) {
 }
 
 function download({ files }) {
-  state.exported = Object.keys(files);
   // One folder inside the zip: unzipping gives a directory that `dpo eval --model` loads.
   const zip = zipSync(Object.fromEntries(Object.entries(files).map(([name, bytes]) => [`dpo-model/${name}`, bytes])));
   const url = URL.createObjectURL(new Blob([zip], { type: 'application/zip' }));
@@ -248,55 +192,35 @@ function showError(message) {
   box.hidden = false;
 }
 
-worker.onmessage = ({ data: message }) => {
-  switch (message.type) {
-    case 'ready':
-      workerReady = true;
-      break;
-    case 'checked':
-      state.checked[message.slot] = message;
-      showChecked();
-      if (autostart && dataReady()) {
-        autostart = false;
-        startTraining();
-      }
-      break;
-    case 'status':
-      $('#progress').textContent = message.text;
-      break;
-    case 'backend':
-      Object.assign(state, { backend: message.backend, reason: message.reason, totalSteps: message.totalSteps });
-      $('#backend').textContent = `Training on ${backendNames[message.backend]} — ${message.reason}`;
-      trained = true;
-      break;
-    case 'metrics': onMetrics(message.metrics); break;
-    case 'generations': onGenerations(message); break;
-    case 'evaluation': onEvaluation(message); break;
-    case 'done':
-      running = false;
-      state.done = true;
-      $('#progress').textContent = [lastProgress, message.stopped ? 'stopped' :
-        `done in ${((performance.now() - startedAt) / 1000).toFixed(0)} s`].filter(Boolean).join(' · ');
-      break;
-    case 'exported': download(message); break;
-    case 'error':
-      running = false;
-      showError(message.message);
-      break;
+const on = (type, handler) => client.addEventListener(type, ({ detail }) => handler(detail));
+on('checked', () => {
+  showChecked();
+  if (autostart && client.dataReady) {
+    autostart = false;
+    startTraining();
   }
-  updateButtons();
-};
-worker.onerror = (event) => {
-  running = false;
-  showError(`the training worker failed: ${event.message ?? 'see the console'}`);
-  updateButtons();
-};
+});
+on('status', ({ text }) => { $('#progress').textContent = text; });
+on('backend', ({ backend, reason }) => {
+  $('#backend').textContent = `Training on ${backendNames[backend]} — ${reason}`;
+  trained = true;
+});
+on('metrics', ({ metrics }) => onMetrics(metrics));
+on('generations', onGenerations);
+on('evaluation', onEvaluation);
+on('done', ({ stopped }) => {
+  $('#progress').textContent = [lastProgress, stopped ? 'stopped' :
+    `done in ${((performance.now() - startedAt) / 1000).toFixed(0)} s`].filter(Boolean).join(' · ');
+});
+on('exported', download);
+on('error', ({ message }) => showError(message));
+client.addEventListener('change', updateButtons);
 
 function updateButtons() {
-  $('#start').disabled = running || !workerReady || !dataReady();
-  $('#pause').disabled = !running;
-  $('#pause').textContent = paused ? 'Resume' : 'Pause';
-  $('#stop').disabled = !running;
+  $('#start').disabled = client.running || !client.ready || !client.dataReady;
+  $('#pause').disabled = !client.running;
+  $('#pause').textContent = client.paused ? 'Resume' : 'Pause';
+  $('#stop').disabled = !client.running;
   $('#export').disabled = !trained;
 }
 
@@ -304,13 +228,9 @@ form.addEventListener('submit', (event) => {
   event.preventDefault();
   startTraining();
 });
-$('#pause').addEventListener('click', () => {
-  paused = !paused;
-  worker.postMessage({ type: paused ? 'pause' : 'resume' });
-  updateButtons();
-});
-$('#stop').addEventListener('click', () => worker.postMessage({ type: 'stop' }));
-$('#export').addEventListener('click', () => worker.postMessage({ type: 'export' }));
+$('#pause').addEventListener('click', () => (client.paused ? client.resume() : client.pause()));
+$('#stop').addEventListener('click', () => client.stop());
+$('#export').addEventListener('click', () => client.exportModel());
 
 // Say up front when WebGPU is missing, not only once a run has started.
 (navigator.gpu?.requestAdapter() ?? Promise.resolve(null))

@@ -1,9 +1,11 @@
 // Live training charts on uPlot: loss, implicit rewards, margins, accuracy, and the
-// held-out margin histogram at the end. Metrics arrive every step (tens of ms apart on a
-// fast backend), so data is appended at once and drawn at most once per animation frame.
+// held-out margin histogram at the end. A Charts object draws the charts whose cards
+// (`[data-chart=name]` holding a `.plot`) are in its root: the full page has them all, a
+// <dpo-trainer> the few it was asked for (see chartCards). Metrics arrive every step (tens of
+// ms apart on a fast backend), so data is appended at once and drawn at most once per frame.
 import uPlot from './vendor/uPlot.esm.js';
 
-const colors = {
+export const colors = {
   sft: '#8250df',
   dpo: '#0969da',
   chosen: '#1a7f37',
@@ -13,25 +15,25 @@ const colors = {
   histogram: '#0969da',
 };
 
-const HEIGHT = 190;
 // uPlot takes an explicit `scale: undefined` literally, so the key is set only when given.
 const line = (label, stroke, scale) => ({ label, stroke, width: 2, spanGaps: false, ...(scale ? { scale } : {}) });
-const axis = (extra = {}) => ({ stroke: '#57606a', grid: { stroke: '#eaeef2' }, ticks: { stroke: '#d0d7de' }, ...extra });
+export const axis = (extra = {}) => ({ stroke: '#57606a', grid: { stroke: '#eaeef2' }, ticks: { stroke: '#d0d7de' }, ...extra });
 // Tick labels with just enough decimals to tell neighbouring ticks apart ("0.6935", not
 // "0.693" three times), and y axes as wide as their widest label: uPlot's fixed 50 px
 // right-aligns labels into the edge and cuts off signs and leading digits.
-function tickLabels(u, ticks) {
+export function tickLabels(u, ticks) {
   const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) : 1;
   let decimals = 0;
   while (decimals < 6 && ticks.some((t) => Math.abs(t - Number(t.toFixed(decimals))) > step * 1e-3)) decimals++;
   return ticks.map((t) => (Math.abs(t) < step * 1e-6 ? 0 : t).toFixed(decimals));
 }
-const labelWidth = (u, values) => (values ? Math.max(...values.map((v) => String(v).length)) : 4) * 7.5 + 22;
+export const labelWidth = (u, values) => (values ? Math.max(...values.map((v) => String(v).length)) : 4) * 7.5 + 22;
 
-// Each chart: its card's element id, uPlot options (minus size) and how a metrics object
-// becomes a row (null: the step does not belong on this chart).
+// Each chart: its title, uPlot options (minus size) and how a metrics object becomes a row
+// (null: the step does not belong on this chart).
 const definitions = {
   loss: {
+    title: 'Loss',
     series: [line('SFT loss', colors.sft, 'sft'), line('DPO loss', colors.dpo, 'dpo')],
     // SFT loss (~6 falling to ~2) and DPO loss (~0.69) differ by an order of magnitude:
     // each gets its own axis so that neither curve is flattened.
@@ -41,28 +43,52 @@ const definitions = {
     row: (m) => [m.step, m.phase === 'sft' ? m.loss : null, m.phase === 'dpo' ? m.loss : null],
   },
   rewards: {
+    title: 'Rewards: chosen and rejected',
     series: [line('chosen', colors.chosen), line('rejected', colors.rejected)],
     row: (m) => m.phase === 'dpo' ? [m.step, m['rewards/chosen'], m['rewards/rejected']] : null,
   },
   margins: {
+    title: 'Reward margin (chosen − rejected)',
     series: [line('margin', colors.margin)],
     row: (m) => m.phase === 'dpo' ? [m.step, m['rewards/margins']] : null,
   },
   accuracy: {
+    title: 'Reward accuracy',
     series: [line('accuracy', colors.accuracy)],
     scales: { y: { range: [0, 1] } },
     row: (m) => m.phase === 'dpo' ? [m.step, m['rewards/accuracies']] : null,
   },
 };
 
+const histogramTitle = 'Held-out margins per pair';
+
+// Cards for the named charts, for views that build their markup in script.
+export function chartCards(names) {
+  return names.map((name) => {
+    const title = definitions[name]?.title ?? (name === 'histogram' ? histogramTitle : null);
+    if (!title) throw new Error(`unknown chart "${name}" (${[...Object.keys(definitions), 'histogram'].join(', ')})`);
+    const card = document.createElement('figure');
+    card.className = name === 'histogram' ? 'card wide' : 'card';
+    card.dataset.chart = name;
+    if (name === 'histogram') card.hidden = true;
+    card.append(Object.assign(document.createElement('figcaption'), { textContent: title }),
+      Object.assign(document.createElement('div'), { className: 'plot' }));
+    return card;
+  });
+}
+
 export class Charts {
-  constructor(root) {
+  constructor(root, { height = 190 } = {}) {
     this.root = root;
+    this.height = height;
     this.plots = {};
     this.data = {};
     this.pending = false;
     this.binWidth = 1;
-    for (const [name, def] of Object.entries(definitions)) {
+    const present = (name) => this.#element(name) !== null;
+    this.live = Object.keys(definitions).filter(present);
+    for (const name of this.live) {
+      const def = definitions[name];
       const columns = def.series.length + 1;
       this.data[name] = Array.from({ length: columns }, () => []);
       this.plots[name] = this.#make(name, {
@@ -71,19 +97,21 @@ export class Charts {
         scales: { x: { time: false }, ...(def.scales ?? {}) },
       }, this.data[name]);
     }
-    this.data.histogram = [[], []];
-    this.plots.histogram = this.#make('histogram', {
-      series: [{ label: 'margin' }, {
-        label: 'held-out pairs', stroke: colors.histogram, fill: colors.histogram + '66',
-        paths: uPlot.paths.bars({ size: [0.9, 40] }), points: { show: false },
-      }],
-      axes: [axis(), axis({ size: labelWidth, values: tickLabels })],
-      // Half a bin of room on each side so the outer bars are not cut; counts start at 0.
-      scales: {
-        x: { time: false, range: (u, min, max) => [min - this.binWidth / 2, max + this.binWidth / 2] },
-        y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] },
-      },
-    }, this.data.histogram);
+    if (present('histogram')) {
+      this.data.histogram = [[], []];
+      this.plots.histogram = this.#make('histogram', {
+        series: [{ label: 'margin' }, {
+          label: 'held-out pairs', stroke: colors.histogram, fill: colors.histogram + '66',
+          paths: uPlot.paths.bars({ size: [0.9, 40] }), points: { show: false },
+        }],
+        axes: [axis(), axis({ size: labelWidth, values: tickLabels })],
+        // Half a bin of room on each side so the outer bars are not cut; counts start at 0.
+        scales: {
+          x: { time: false, range: (u, min, max) => [min - this.binWidth / 2, max + this.binWidth / 2] },
+          y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] },
+        },
+      }, this.data.histogram);
+    }
     // Charts follow their card's width (a laptop's grid column or a phone's screen).
     this.resizer = new ResizeObserver(() => this.#fit());
     for (const name of Object.keys(this.plots)) this.resizer.observe(this.#element(name));
@@ -95,14 +123,14 @@ export class Charts {
 
   #make(name, options, data) {
     const el = this.#element(name);
-    return new uPlot({ ...options, width: Math.max(el.clientWidth, 200), height: HEIGHT,
+    return new uPlot({ ...options, width: Math.max(el.clientWidth, 200), height: this.height,
       legend: { live: true } }, data, el);
   }
 
   #fit() {
     for (const [name, plot] of Object.entries(this.plots)) {
       const width = Math.max(this.#element(name).clientWidth, 200);
-      if (Math.abs(plot.width - width) > 1) plot.setSize({ width, height: HEIGHT });
+      if (Math.abs(plot.width - width) > 1) plot.setSize({ width, height: this.height });
     }
   }
 
@@ -111,19 +139,20 @@ export class Charts {
       for (const column of columns) column.length = 0;
       this.plots[name].setData(columns);
     }
-    this.root.querySelector('[data-chart="histogram"]').hidden = true;
+    const histogram = this.root.querySelector('[data-chart="histogram"]');
+    if (histogram) histogram.hidden = true;
   }
 
   add(metrics) {
-    for (const [name, def] of Object.entries(definitions)) {
-      const row = def.row(metrics);
+    for (const name of this.live) {
+      const row = definitions[name].row(metrics);
       if (row) row.forEach((value, i) => this.data[name][i].push(value ?? null));
     }
     if (!this.pending) {
       this.pending = true;
       requestAnimationFrame(() => {
         this.pending = false;
-        for (const name of Object.keys(definitions)) this.plots[name].setData(this.data[name]);
+        for (const name of this.live) this.plots[name].setData(this.data[name]);
       });
     }
   }
@@ -132,6 +161,7 @@ export class Charts {
   // the mass right of zero.
   histogram(margins) {
     const card = this.root.querySelector('[data-chart="histogram"]');
+    if (!card) return;
     card.hidden = false;
     const [centers, counts, width] = bins(margins, Math.min(30, Math.max(8, Math.round(Math.sqrt(margins.length)))));
     this.binWidth = width;
@@ -141,9 +171,13 @@ export class Charts {
     this.plots.histogram.setData(this.data.histogram);
   }
 
-  // Test hook: how many x values each chart holds as drawn.
+  // Test hooks: how many x values each chart holds as drawn, and the drawn columns themselves.
   points() {
     return Object.fromEntries(Object.entries(this.plots).map(([name, plot]) => [name, plot.data[0].length]));
+  }
+
+  drawn(name) {
+    return this.plots[name]?.data.map((column) => Array.from(column));
   }
 }
 

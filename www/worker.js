@@ -1,6 +1,7 @@
 // The training worker: owns the wasm module and one WebTrainer, so that no training work
 // ever runs on the page's thread (burn's CPU backend is synchronous in wasm and would freeze
-// the page). Started by app.js as `new Worker('worker.js', {type: 'module'})`.
+// the page). Started by trainer-client.js (for the full page and every <dpo-trainer>) as
+// `new Worker('worker.js', {type: 'module'})`.
 //
 // Messages in (page -> worker):
 //   {type:'load', train:{name, bytes}, eval?:{name, bytes}}   check and keep the pair files

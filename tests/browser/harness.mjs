@@ -25,9 +25,10 @@ export async function launch({ webgpu = true } = {}) {
   });
 }
 
-// The server scripts/test_browser.sh started (DPO_WEB_URL), or one of our own on a free port.
-export async function serverUrl() {
-  if (process.env.DPO_WEB_URL) return { url: process.env.DPO_WEB_URL, stop: () => {} };
+// The server scripts/test_browser.sh started (DPO_WEB_URL), or one of our own on a free port
+// (always our own with `own: true`, for a test that takes the server away).
+export async function serverUrl({ own = false } = {}) {
+  if (process.env.DPO_WEB_URL && !own) return { url: process.env.DPO_WEB_URL, stop: () => {} };
   const child = spawn(process.execPath, [join(root, 'scripts', 'serve.mjs'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise((resolve, reject) => {
     child.once('error', reject);
@@ -38,8 +39,11 @@ export async function serverUrl() {
 }
 
 // A page that records every request it makes and forwards its (and its worker's) console.
-export async function openPage(browser, url, { log = process.env.DPO_TEST_VERBOSE === '1' } = {}) {
-  const page = await browser.newPage({ viewport: { width: 1366, height: 900 }, acceptDownloads: true });
+// `serviceWorkers: 'block'` keeps the site's offline copy (sw.js) out, for tests that
+// answer requests themselves with page.route (a service worker would bypass it).
+export async function openPage(browser, url, { log = process.env.DPO_TEST_VERBOSE === '1',
+  viewport = { width: 1366, height: 900 }, serviceWorkers = 'allow', prepare = async () => {} } = {}) {
+  const page = await browser.newPage({ viewport, acceptDownloads: true, serviceWorkers });
   const requests = [];
   page.on('request', (request) => requests.push(request.url()));
   const consoleLines = [];
@@ -48,6 +52,7 @@ export async function openPage(browser, url, { log = process.env.DPO_TEST_VERBOS
     if (log) console.log(`[page ${message.type()}] ${message.text()}`);
   });
   page.on('pageerror', (error) => consoleLines.push(`pageerror: ${error.message}`));
+  await prepare(page); // routes, init scripts: before the first request
   await page.goto(url);
   return { page, requests, consoleLines };
 }

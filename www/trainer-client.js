@@ -1,0 +1,88 @@
+// The page side of the worker protocol (documented at the top of worker.js): one training
+// worker, the run's state as data, and each worker message re-dispatched as an event of the
+// same type (`detail` is the message). The full page (app.js) and every <dpo-trainer> own
+// one of these, so neither speaks the protocol itself.
+//
+// After every message a plain `change` event follows, for views that redraw their buttons.
+
+const freshRun = () => ({
+  metrics: [], backend: null, reason: null, totalSteps: null, evaluation: null,
+  generations: { before: null, after: null }, done: false, error: null, exported: null,
+});
+
+export class TrainerClient extends EventTarget {
+  constructor() {
+    super();
+    // Resolved against this module: embedding pages in other folders get the same worker.
+    this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    // One object for the client's life (tests and views keep a reference to it).
+    this.state = { ...freshRun(), checked: {} };
+    this.data = { train: null, eval: null };
+    this.ready = false; // the wasm module is initialised
+    this.running = false;
+    this.paused = false;
+    this.worker.onmessage = ({ data }) => this.#receive(data);
+    this.worker.onerror = (event) =>
+      this.#receive({ type: 'error', message: `the training worker failed: ${event.message ?? 'see the console'}` });
+  }
+
+  // Checks pair files ({name, bytes} each; eval optional); `checked` events report each one.
+  load({ train, eval: heldOut = null }) {
+    this.data = { train, eval: heldOut };
+    this.state.checked = {};
+    this.worker.postMessage({ type: 'load', train, eval: heldOut ?? undefined });
+    this.#changed();
+  }
+
+  // Whether the loaded files were checked and are all valid.
+  get dataReady() {
+    const valid = (slot) => {
+      const c = this.state.checked[slot];
+      return !this.data[slot] || (c && c.bad === 0 && c.pairs > 0);
+    };
+    return Boolean(this.data.train) && valid('train') && valid('eval');
+  }
+
+  // `options`: what settings.js's startMessage returns.
+  start(options) {
+    Object.assign(this.state, freshRun());
+    this.running = true;
+    this.paused = false;
+    this.worker.postMessage({ type: 'start', ...options });
+    this.#changed();
+  }
+
+  pause() { this.#control(true); }
+  resume() { this.#control(false); }
+  stop() { this.worker.postMessage({ type: 'stop' }); }
+  exportModel() { this.worker.postMessage({ type: 'export' }); }
+  terminate() { this.worker.terminate(); this.running = false; }
+
+  #control(pause) {
+    if (!this.running || this.paused === pause) return;
+    this.paused = pause;
+    this.worker.postMessage({ type: pause ? 'pause' : 'resume' });
+    this.#changed();
+  }
+
+  #receive(message) {
+    const s = this.state;
+    switch (message.type) {
+      case 'ready': this.ready = true; break;
+      case 'checked': s.checked[message.slot] = message; break;
+      case 'backend': Object.assign(s, { backend: message.backend, reason: message.reason, totalSteps: message.totalSteps }); break;
+      case 'metrics': s.metrics.push(message.metrics); break;
+      case 'generations': s.generations[message.when] = message.items; break;
+      case 'evaluation': s.evaluation = { metrics: message.metrics, margins: message.margins }; break;
+      case 'exported': s.exported = Object.keys(message.files); break;
+      case 'done': s.done = true; this.running = false; break;
+      case 'error': s.error = message.message; this.running = false; break;
+    }
+    this.dispatchEvent(new CustomEvent(message.type, { detail: message }));
+    this.#changed();
+  }
+
+  #changed() {
+    this.dispatchEvent(new Event('change'));
+  }
+}
