@@ -1,17 +1,20 @@
 // The full trainer page: settings (mirrored in the URL hash), data loading and checking, and
 // the views of a run. The worker protocol lives in trainer-client.js, the settings in
-// settings.js, the shipped samples in samples.js; this module only wires them to the page.
+// settings.js, the shipped samples in samples.js, the model choice (a preset or a Hugging Face
+// folder) in model-picker.js; this module only wires them to the page.
 // All training happens in the worker; this thread only draws, so the page never freezes.
 import { Charts } from './charts.js';
 import { TrainerClient } from './trainer-client.js';
 import { defaults, startMessage } from './settings.js';
 import { fetchDataset, readFile, samples } from './samples.js';
+import { ModelPicker } from './model-picker.js';
 import { zipSync } from './vendor/fflate.js';
 
 const $ = (selector) => document.querySelector(selector);
 const form = $('#settings');
 const charts = new Charts($('#charts'));
 const client = new TrainerClient();
+const picker = new ModelPicker(form, $('#model'));
 
 // Test hooks: the run as data, and how many points each chart has drawn.
 const state = (window.dpoState = client.state);
@@ -21,6 +24,8 @@ let trained = false;
 let autostart = false;
 let lastProgress = '';
 let startedAt = 0;
+let starting = false; // reading a model folder's files before the start message goes out
+let runModel = ''; // what the current run starts from, for the backend line
 
 // ---- settings <-> form <-> URL hash ----
 
@@ -127,13 +132,22 @@ drop.addEventListener('drop', (event) => {
 
 // ---- a run ----
 
-function startTraining() {
+async function startTraining() {
   let message;
+  starting = true;
+  updateButtons();
   try {
+    // First: it may lower max_length to what the folder's model can hold.
+    const model = await picker.startFiles();
     message = startMessage(Object.fromEntries(Object.keys(defaults).map((name) => [name, form.elements[name].value])));
+    if (model) message.model = model;
   } catch (error) {
     return showError(error.message);
+  } finally {
+    starting = false;
+    updateButtons();
   }
+  runModel = picker.usesFolder ? picker.label : '';
   charts.reset();
   $('#generations tbody').replaceChildren();
   $('#error').hidden = true;
@@ -195,14 +209,14 @@ function showError(message) {
 const on = (type, handler) => client.addEventListener(type, ({ detail }) => handler(detail));
 on('checked', () => {
   showChecked();
-  if (autostart && client.dataReady) {
+  if (autostart && client.dataReady && picker.ready) {
     autostart = false;
     startTraining();
   }
 });
 on('status', ({ text }) => { $('#progress').textContent = text; });
 on('backend', ({ backend, reason }) => {
-  $('#backend').textContent = `Training on ${backendNames[backend]} — ${reason}`;
+  $('#backend').textContent = `Training on ${backendNames[backend]} — ${reason}${runModel ? ` · from the ${runModel}` : ''}`;
   trained = true;
 });
 on('metrics', ({ metrics }) => onMetrics(metrics));
@@ -213,11 +227,19 @@ on('done', ({ stopped }) => {
     `done in ${((performance.now() - startedAt) / 1000).toFixed(0)} s`].filter(Boolean).join(' · ');
 });
 on('exported', download);
-on('error', ({ message }) => showError(message));
+on('error', ({ message }) => {
+  showError(message);
+  // "Starting…" and "Loading the model folder…" would stay up after a failed start.
+  if (!state.backend) $('#backend').textContent = 'The run did not start: see the error below.';
+  $('#progress').textContent = lastProgress;
+});
 client.addEventListener('change', updateButtons);
+picker.addEventListener('change', updateButtons);
+// The error box spoke of the previous folder; a new pick starts clean.
+picker.addEventListener('picked', () => { $('#error').hidden = true; });
 
 function updateButtons() {
-  $('#start').disabled = client.running || !client.ready || !client.dataReady;
+  $('#start').disabled = starting || client.running || !client.ready || !client.dataReady || !picker.ready;
   $('#pause').disabled = !client.running;
   $('#pause').textContent = client.paused ? 'Resume' : 'Pause';
   $('#stop').disabled = !client.running;

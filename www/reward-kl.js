@@ -1,7 +1,7 @@
 // The DPO paper's reward-vs-KL experiment as a chart: for each loss type a frontier of runs
 // (one per β), each at its KL to the reference (x) and its samples' mean ground-truth reward
 // (y), every point labelled with its β; the SFT model sits at KL 0. The numbers come from
-// docs/reward_kl.json, written by the native trainer and copied into samples/ by
+// docs/reward_kl.json, written by `dpo frontier` and copied into samples/ by
 // scripts/build_web.sh; nothing here is made up when the file is missing.
 import uPlot from './vendor/uPlot.esm.js';
 import { axis, labelWidth, tickLabels } from './charts.js';
@@ -53,7 +53,7 @@ function describe(data, losses) {
   const counts = [...new Set(data.points.map((p) => p.samples))].sort((a, b) => a - b);
   const samples = counts.length === 1 ? counts[0] : `${counts[0]}–${counts.at(-1)}`;
   const betas = [...new Set(data.points.map((p) => p.beta))].sort((a, b) => a - b);
-  return `Source: docs/reward_kl.json, written by the native dpo trainer (scripts/build_web.sh copies it ` +
+  return `Source: docs/reward_kl.json, written by “dpo frontier” (scripts/build_web.sh copies it ` +
     `into this site). Task “${data.task}”: ${data.points.length} runs, ${losses.join(', ')} × β ∈ {${betas.join(', ')}}. ` +
     `Each point's reward is the mean ground-truth reward of ${samples} completions sampled from that run's policy; ` +
     `the SFT model (the frozen reference, KL 0) scores ${data.sft.reward.toFixed(3)} over ${data.sft.samples}.`;
@@ -87,7 +87,7 @@ export async function rewardKlChart(root) {
   try {
     const response = await fetch(source);
     if (response.status === 404) {
-      say('No reward-vs-KL data in this build yet: run the native experiment to write docs/reward_kl.json, ' +
+      say('No reward-vs-KL data in this build yet: run `dpo frontier` to write docs/reward_kl.json, ' +
         'then scripts/build_web.sh copies it here.');
       return without('missing');
     }

@@ -43,12 +43,16 @@ export class TrainerClient extends EventTarget {
     return Boolean(this.data.train) && valid('train') && valid('eval');
   }
 
-  // `options`: what settings.js's startMessage returns.
+  // `options`: what settings.js's startMessage returns, plus optionally `model` (a Hugging
+  // Face folder's files, {name: Uint8Array}). Those buffers are transferred, not copied (a
+  // model can be hundreds of MB): the caller must not use them afterwards.
   start(options) {
     Object.assign(this.state, freshRun());
     this.running = true;
     this.paused = false;
-    this.worker.postMessage({ type: 'start', ...options });
+    const buffer = (bytes) => (ArrayBuffer.isView(bytes) ? bytes.buffer : bytes);
+    const transfer = [...new Set(Object.values(options.model ?? {}).map(buffer))];
+    this.worker.postMessage({ type: 'start', ...options }, transfer);
     this.#changed();
   }
 

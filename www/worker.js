@@ -6,9 +6,12 @@
 // Messages in (page -> worker):
 //   {type:'load', train:{name, bytes}, eval?:{name, bytes}}   check and keep the pair files
 //   {type:'start', settings, backend:'auto'|'webgpu'|'cpu', generation?:{prompts, max_new_tokens},
-//    eval_limit?:N}  (evaluate on the first N held-out pairs only: 0 or absent = all)
+//    eval_limit?:N, model?:{'config.json': Uint8Array, 'model.safetensors', 'tokenizer.json',
+//    'tokenizer_config.json'?}}  (evaluate on the first N held-out pairs only: 0 or absent = all)
 //       settings: a partial TrainConfig (preset, seed, sft_steps, steps, batch, lr, sft_lr,
 //       max_length, warmup_steps, loss:{loss_type:[..], beta}); unknown fields are an error
+//       model: a Hugging Face folder's files (buffers transferred) to start from instead of
+//       a fresh `preset` model; its errors name the file, e.g. "model/config.json: ..."
 //   {type:'pause'} {type:'resume'} {type:'stop'}  take effect between steps
 //   {type:'export'}                                the current policy as an HF folder
 // Messages out (worker -> page):
@@ -103,7 +106,7 @@ async function load({ train, eval: heldOut }) {
   }
 }
 
-async function start({ settings, backend = 'auto', generation = {}, eval_limit: evalLimit = 0 }) {
+async function start({ settings, backend = 'auto', generation = {}, eval_limit: evalLimit = 0, model }) {
   if (run) {
     wake(true);
     await run.finished;
@@ -113,7 +116,7 @@ async function start({ settings, backend = 'auto', generation = {}, eval_limit: 
   const current = { stopped: false, paused: false, wake: null };
   run = current;
   const heldOut = files.eval && evalLimit > 0 ? firstLines(files.eval, evalLimit) : files.eval;
-  current.finished = train(current, settings, backend, generation, heldOut)
+  current.finished = train(current, settings, backend, generation, heldOut, model)
     .catch(fail)
     .finally(() => {
       if (run === current) run = null;
@@ -136,13 +139,19 @@ function firstLines(file, count) {
 }
 
 let heldOutFile = null; // the held-out pairs of the current run (files.eval, or a prefix)
+let modelFiles; // the current run's model folder, or undefined for a fresh preset model
+// create copies the model's bytes, so the trial trainers of `auto` and the run share them.
 const createTrainer = (backend, settings) =>
   WebTrainer.create(backend, settings, files.train.name, files.train.bytes,
-    heldOutFile?.name, heldOutFile?.bytes, undefined);
+    heldOutFile?.name, heldOutFile?.bytes, modelFiles);
 
-async function train(current, settings, requested, generation, heldOut) {
+async function train(current, settings, requested, generation, heldOut, model) {
   heldOutFile = heldOut;
-  const chosen = await chooseBackend(current, settings, requested);
+  modelFiles = model;
+  if (model) post({ type: 'status', text: 'Loading the model folder…' });
+  const chosen = await chooseBackend(current, settings, requested).finally(() => {
+    modelFiles = undefined; // the trainer holds its own copy: let a large model's bytes go
+  });
   if (!chosen) return post({ type: 'done', stopped: true });
   if (trainer) {
     const old = trainer;
