@@ -42,6 +42,28 @@ pub async fn generate(
     config: &SamplingConfig,
     device: &Device,
 ) -> Result<String, String> {
+    let sample = sample_ids(model, tokenizer, prompt, config, device).await?;
+    let new = &sample.ids[sample.prompt_len..];
+    let text = new.strip_suffix(&[tokenizer.eos_id()]).unwrap_or(new);
+    Ok(tokenizer.decode(text))
+}
+
+/// A sampled sequence: the prompt's ids, then the new ones (ending in EOS when the model
+/// stopped by itself).
+pub struct Sample {
+    pub ids: Vec<u32>,
+    pub prompt_len: usize,
+}
+
+/// Samples a continuation of `prompt` as token ids, so that callers can score exactly what
+/// was sampled (decoding and re-encoding need not give the same ids back).
+pub async fn sample_ids(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    prompt: &str,
+    config: &SamplingConfig,
+    device: &Device,
+) -> Result<Sample, String> {
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut ids = tokenizer.encode_text(prompt);
     if ids.is_empty() {
@@ -61,12 +83,12 @@ pub async fn generate(
             .try_into_vec::<f32>()
             .map_err(|e| format!("{e:?}"))?;
         let next = sample(&logits, config, &mut rng);
+        ids.push(next);
         if next == tokenizer.eos_id() {
             break;
         }
-        ids.push(next);
     }
-    Ok(tokenizer.decode(&ids[prompt_len..]))
+    Ok(Sample { ids, prompt_len })
 }
 
 /// Picks a token id from logits with temperature and top-k.

@@ -5,13 +5,15 @@
 //! once at the edge (`device.rs` natively, the browser's init in `web.rs`).
 //!
 //! - `data`: preference pairs (JSONL in TRL's three formats), tokenizers, TRL's tokenization.
-//! - `model`: GPT-2 with Hugging Face parameter names.
+//! - `model`: GPT-2 and the Llama family with Hugging Face parameter names.
 //! - `dpo`: completion log-probs, the DPO loss family, implicit rewards and metrics.
 //! - `train`: the Trainer (SFT then DPO), AdamW as PyTorch has it, evaluation.
 //! - `generate`: sampling text.
 //! - `io`: Hugging Face model folders, atomic writes.
 //! - `task`: the shipped task's ground-truth reward.
 //! - `session`: turning pairs and settings into a model, tokenizer and tokenized pairs.
+//! - `bench`: DESIGN.md's workloads timed through the Trainer (native).
+//! - `frontier`: the reward-vs-KL experiment on the shipped task (native).
 
 pub mod config;
 pub mod data;
@@ -24,7 +26,11 @@ pub mod task;
 pub mod train;
 
 #[cfg(not(target_family = "wasm"))]
+pub mod bench;
+#[cfg(not(target_family = "wasm"))]
 pub mod device;
+#[cfg(not(target_family = "wasm"))]
+pub mod frontier;
 #[cfg(not(target_family = "wasm"))]
 pub mod run;
 #[cfg(target_family = "wasm")]

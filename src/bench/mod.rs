@@ -1,0 +1,387 @@
+//! Benchmarks: DESIGN.md's workloads through the product's own training step (native).
+//!
+//! A case is one workload on one backend in one reference mode. It builds a random model of
+//! the workload's shape, random pairs of exactly `seq` tokens and a real [`Trainer`] (no SFT),
+//! then times `warmup + steps` DPO steps, each ending in the one metrics read a training run
+//! does. The timed steps' median is the figure reported.
+//!
+//! Every case runs in a child process (`dpo bench --case ...`): on the CPU backend the memory
+//! figure is the process's peak RSS, which only grows, so cases sharing a process would
+//! inherit each other's peaks; a child also keeps one case's failure (a buffer the device
+//! refuses) from ending the others.
+
+use burn::tensor::{Device, read_sync};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+use web_time::Instant;
+
+use crate::Error;
+use crate::config::TrainConfig;
+use crate::data::TokenizedPair;
+use crate::device::{self, Backend};
+use crate::model::weights::{self, RandomInit};
+use crate::model::{ModelConfig, Preset};
+use crate::train::{Trainer, TrainerState};
+
+mod memory;
+mod report;
+pub use report::{Row, run_all, table};
+
+/// A model shape and a batch shape, named as DESIGN.md's workloads table names them.
+#[derive(Debug)]
+pub struct Workload {
+    pub name: &'static str,
+    pub vocab: usize,
+    pub d_model: usize,
+    pub layers: usize,
+    pub heads: usize,
+    /// Tokens in every chosen and every rejected sequence, prompt included.
+    pub seq: usize,
+    pub pairs: usize,
+}
+
+const fn workload(name: &'static str, sizes: [usize; 6]) -> Workload {
+    let [vocab, d_model, layers, heads, seq, pairs] = sizes;
+    Workload {
+        name,
+        vocab,
+        d_model,
+        layers,
+        heads,
+        seq,
+        pairs,
+    }
+}
+
+/// DESIGN.md's workloads, after `micro`: a test-sized shape for smoke tests, not a benchmark.
+pub const WORKLOADS: [Workload; 4] = [
+    workload("micro", [1024, 64, 2, 2, 64, 4]),
+    workload("tiny", [4096, 128, 4, 4, 128, 16]),
+    workload("small", [8192, 256, 6, 8, 256, 16]),
+    workload("gpt2-124m", [50257, 768, 12, 12, 512, 8]),
+];
+
+impl Workload {
+    pub fn find(name: &str) -> Option<&'static Workload> {
+        WORKLOADS.iter().find(|w| w.name == name)
+    }
+
+    /// DESIGN.md's throughput unit: both sequences of every pair, prompt included.
+    pub fn tokens_per_step(&self) -> usize {
+        2 * self.pairs * self.seq
+    }
+
+    /// Every pair's shared prompt takes the first quarter of the sequence; the other three
+    /// quarters are the completion that DPO scores.
+    pub fn prompt_len(&self) -> usize {
+        self.seq / 4
+    }
+
+    fn model_config(&self) -> ModelConfig {
+        // The preset supplies GPT-2's fixed choices (activation, epsilon, tied head); the sizes
+        // come from the table above, so the benchmark measures DESIGN.md's shapes even if a
+        // preset changes.
+        let preset = Preset::parse(self.name).expect("every workload names a preset");
+        let mut config = preset.config(Some(self.vocab));
+        config.n_embd = self.d_model;
+        config.n_layer = self.layers;
+        config.n_head = self.heads;
+        config.n_positions = config.n_positions.max(self.seq);
+        ModelConfig::Gpt2(config)
+    }
+
+    /// `pairs` pairs of uniform random ids; chosen and rejected share the prompt only.
+    fn random_pairs(&self, seed: u64) -> Vec<TokenizedPair> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let vocab = self.vocab as u32;
+        let mut ids =
+            |n: usize| -> Vec<u32> { (0..n).map(|_| rng.random_range(0..vocab)).collect() };
+        let completion = self.seq - self.prompt_len();
+        (0..self.pairs)
+            .map(|_| {
+                let prompt = ids(self.prompt_len());
+                let chosen = [prompt.as_slice(), &ids(completion)].concat();
+                let rejected = [prompt.as_slice(), &ids(completion)].concat();
+                TokenizedPair {
+                    chosen,
+                    rejected,
+                    start: prompt.len(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Where the reference log-probs come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A frozen copy of the policy runs a forward pass every step.
+    TwoModel,
+    /// Computed once before the first step; only the policy stays in memory.
+    Precomputed,
+}
+
+impl Mode {
+    pub const NAMES: [&'static str; 2] = ["two-model", "precomputed"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::TwoModel => Self::NAMES[0],
+            Mode::Precomputed => Self::NAMES[1],
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Mode> {
+        [Mode::TwoModel, Mode::Precomputed]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+}
+
+fn backend_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Cpu => "cpu",
+        Backend::Wgpu => "wgpu",
+        Backend::Auto => "auto",
+    }
+}
+
+/// One measurement: a workload on a backend in a mode.
+#[derive(Debug)]
+pub struct Case {
+    pub workload: &'static Workload,
+    pub backend: Backend,
+    pub mode: Mode,
+}
+
+impl Case {
+    /// `workload/backend/mode`, the hidden `--case` argument of a child process.
+    pub fn spec(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.workload.name,
+            backend_name(self.backend),
+            self.mode.name()
+        )
+    }
+
+    pub fn parse(spec: &str) -> Result<Case, Error> {
+        let bad = || Error::Input(format!("--case `{spec}`: expected workload/backend/mode"));
+        let mut parts = spec.split('/');
+        let mut next = || parts.next().ok_or_else(bad);
+        let (workload, backend, mode) = (next()?, next()?, next()?);
+        Ok(Case {
+            workload: Workload::find(workload).ok_or_else(bad)?,
+            backend: Backend::parse(backend)
+                .filter(|b| *b != Backend::Auto)
+                .ok_or_else(bad)?,
+            mode: Mode::parse(mode).ok_or_else(bad)?,
+        })
+    }
+}
+
+/// The cases for comma-separated workload and mode names and a backend choice (`cpu`,
+/// `wgpu`, `all`; `None`: cpu, plus wgpu when a hardware GPU adapter exists).
+pub fn plan(workloads: &str, backend: Option<&str>, modes: &str) -> Result<Vec<Case>, Error> {
+    let names: Vec<_> = WORKLOADS.iter().map(|w| w.name).collect();
+    let workloads = parse_list("--workloads", workloads, &names, Workload::find)?;
+    let modes = parse_list("--modes", modes, &Mode::NAMES, Mode::parse)?;
+    let backends = match backend {
+        None => default_backends(),
+        Some("all") => vec![Backend::Cpu, Backend::Wgpu],
+        Some(name) => parse_list("--backend", name, &["cpu", "wgpu", "all"], |n| {
+            Backend::parse(n).filter(|b| *b != Backend::Auto)
+        })?,
+    };
+    let mut cases = Vec::new();
+    for &workload in &workloads {
+        for &backend in &backends {
+            for &mode in &modes {
+                cases.push(Case {
+                    workload,
+                    backend,
+                    mode,
+                });
+            }
+        }
+    }
+    Ok(cases)
+}
+
+/// Comma-separated names, each parsed; at least one.
+fn parse_list<T>(
+    flag: &str,
+    list: &str,
+    known: &[&str],
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, Error> {
+    let bad = |what: &str| Error::Input(format!("{flag}: {what} (one of {})", known.join(", ")));
+    let parsed = list
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| parse(name).ok_or_else(|| bad(&format!("unknown name `{name}`"))))
+        .collect::<Result<Vec<T>, Error>>()?;
+    match parsed.is_empty() {
+        true => Err(bad("no name given")),
+        false => Ok(parsed),
+    }
+}
+
+fn default_backends() -> Vec<Backend> {
+    // What `--backend auto` would train on decides whether wgpu is worth measuring: a
+    // software rasteriser (lavapipe, SwiftShader) is far slower than the CPU backend and
+    // measures nothing a user runs. `--backend wgpu` or `all` still measures it.
+    let gpu = device::select(Backend::Auto).is_ok_and(|s| s.device != Device::flex());
+    match gpu {
+        true => vec![Backend::Cpu, Backend::Wgpu],
+        false => vec![Backend::Cpu],
+    }
+}
+
+/// Step counts and the seed of the model and data.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Untimed steps first: kernel compilation and autotuning happen there.
+    pub warmup: usize,
+    /// Timed steps; at least 1.
+    pub steps: usize,
+    pub seed: u64,
+}
+
+/// What one case measured, as one JSON line. Bytes are `None` where nothing reports them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CaseResult {
+    pub workload: String,
+    pub backend: String,
+    pub mode: String,
+    /// The device as backend selection describes it (adapter name and API on wgpu).
+    pub device: String,
+    pub pairs: usize,
+    pub seq: usize,
+    pub warmup: usize,
+    pub steps: usize,
+    /// Median of the timed steps, each from queuing the step to its metrics read.
+    pub ms_per_step: f64,
+    pub ms_min: f64,
+    pub ms_max: f64,
+    /// `2 * pairs * seq / median step time`.
+    pub tokens_per_s: f64,
+    /// Computing the reference log-probs once, before the first step (precomputed mode); on
+    /// wgpu this includes compiling the forward kernels, which two-model mode does in warm-up.
+    pub precompute_ms: Option<f64>,
+    /// The headline memory figure: `device_peak_bytes` where the backend reports its pools
+    /// (wgpu), else `peak_rss_bytes` (the CPU backend).
+    pub peak_bytes: Option<u64>,
+    /// `device pools` or `process RSS`: what `peak_bytes` is.
+    pub peak_source: String,
+    /// The process's peak resident memory, and that peak before the model existed (runtime
+    /// and binary: the part of `peak_rss_bytes` that is not the workload's).
+    pub peak_rss_bytes: Option<u64>,
+    pub start_rss_bytes: Option<u64>,
+    /// Sum over the device's dynamic pools of page size x most pages held: what the
+    /// allocator reserved at its high-water mark, warm-up (autotuning) included.
+    pub device_peak_bytes: Option<u64>,
+    /// The largest single device allocation served.
+    pub largest_alloc_bytes: Option<u64>,
+    /// The last step's loss: evidence the step computed something finite.
+    pub loss: f64,
+}
+
+/// Runs one case in this process.
+pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
+    if timing.steps == 0 {
+        return Err(Error::Input("--steps must be at least 1".into()));
+    }
+    let start_rss = memory::peak_rss_bytes();
+    let selected = device::select(case.backend)?;
+    let device = selected.device.autodiff();
+    let w = case.workload;
+    let config = TrainConfig {
+        preset: w.name.into(),
+        seed: timing.seed,
+        sft_steps: 0,
+        steps: timing.warmup + timing.steps,
+        batch: w.pairs,
+        max_length: w.seq,
+        warmup_steps: 0,
+        precompute_ref: case.mode == Mode::Precomputed,
+        ..TrainConfig::default()
+    };
+    let model_config = w.model_config();
+    let mut init = RandomInit::new(timing.seed, model_config.layers());
+    let policy =
+        weights::fill(model_config.build(&device), &mut init, &device).map_err(Error::Runtime)?;
+    // Pairs all have `seq` tokens, so the padding id is never used.
+    let mut trainer = Trainer::new(
+        policy,
+        w.random_pairs(timing.seed),
+        0,
+        config,
+        device.clone(),
+        TrainerState::default(),
+    );
+
+    let started = Instant::now();
+    let reference = trainer.policy().clone();
+    read_sync(trainer.start_dpo(reference)).map_err(Error::Runtime)?;
+    let precompute_ms = (case.mode == Mode::Precomputed).then(|| elapsed_ms(started));
+
+    let mut times = Vec::with_capacity(timing.steps);
+    let mut loss = f64::NAN;
+    for step in 0..timing.warmup + timing.steps {
+        let started = Instant::now();
+        loss = trainer.step().read().map_err(Error::Runtime)?.loss;
+        if step >= timing.warmup {
+            times.push(elapsed_ms(started));
+        }
+    }
+    if !loss.is_finite() {
+        return Err(Error::Runtime(format!("the loss became {loss}")));
+    }
+
+    let (device_peak, largest_alloc) = memory::device_pools(&device);
+    let peak_rss = memory::peak_rss_bytes();
+    times.sort_by(f64::total_cmp);
+    let median = median(&times);
+    Ok(CaseResult {
+        workload: w.name.into(),
+        backend: backend_name(case.backend).into(),
+        mode: case.mode.name().into(),
+        device: selected.description,
+        pairs: w.pairs,
+        seq: w.seq,
+        warmup: timing.warmup,
+        steps: timing.steps,
+        ms_per_step: median,
+        ms_min: times[0],
+        ms_max: times[times.len() - 1],
+        tokens_per_s: (w.tokens_per_step() as f64 / (median / 1e3)).round(),
+        precompute_ms,
+        peak_bytes: device_peak.or(peak_rss),
+        peak_source: match device_peak {
+            Some(_) => "device pools".into(),
+            None => "process RSS".into(),
+        },
+        peak_rss_bytes: peak_rss,
+        start_rss_bytes: start_rss,
+        device_peak_bytes: device_peak,
+        largest_alloc_bytes: largest_alloc,
+        loss,
+    })
+}
+
+/// Milliseconds to the microsecond: finer digits are noise.
+fn elapsed_ms(since: Instant) -> f64 {
+    (since.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Median of sorted, non-empty values.
+fn median(sorted: &[f64]) -> f64 {
+    let mid = sorted.len() / 2;
+    match sorted.len() % 2 {
+        1 => sorted[mid],
+        _ => (sorted[mid - 1] + sorted[mid]) / 2.0,
+    }
+}
