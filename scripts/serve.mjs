@@ -2,12 +2,19 @@
 // A tiny static server for www/ (no dependencies): `node scripts/serve.mjs [port]`.
 // Port 0 picks a free one; the first line printed is the URL (tests read it).
 import { createServer } from 'node:http';
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(fileURLToPath(new URL('../www/', import.meta.url)));
 const port = Number(process.argv[2] ?? process.env.PORT ?? 8080);
+
+// The pages' Content-Security-Policy, read from index.html's <meta> so that it is written
+// once (tests/browser/csp.test.mjs checks every page carries the same). Sent as a header on
+// every response too: a worker takes its policy from its script's response, not from the page.
+const csp = /<meta http-equiv="Content-Security-Policy" content="([^"]+)">/
+  .exec(readFileSync(join(root, 'index.html'), 'utf8'))?.[1];
+if (!csp) throw new Error('www/index.html has no Content-Security-Policy <meta>');
 
 // Browsers refuse module scripts and wasm streaming compilation under the wrong type.
 const types = {
@@ -58,6 +65,7 @@ const server = createServer((req, res) => {
     'content-length': file.size,
     // Always revalidate: a rebuilt wasm must never meet a cached dpo.js.
     'cache-control': 'no-cache',
+    'content-security-policy': csp,
   });
   if (req.method === 'HEAD') res.end();
   else createReadStream(file.full).pipe(res);

@@ -227,8 +227,9 @@ on('done', ({ stopped }) => {
     `done in ${((performance.now() - startedAt) / 1000).toFixed(0)} s`].filter(Boolean).join(' · ');
 });
 on('exported', download);
-on('error', ({ message }) => {
+on('error', ({ message, fatal }) => {
   showError(message);
+  if (fatal) trained = false; // the fresh worker that took over has no model to export
   // "Starting…" and "Loading the model folder…" would stay up after a failed start.
   if (!state.backend) $('#backend').textContent = 'The run did not start: see the error below.';
   $('#progress').textContent = lastProgress;

@@ -9,7 +9,9 @@
 //   const trainer = mountTrainer(document.body, { beta: 0.5, steps: 60 });
 //
 // The page must be served from the same origin as this file (browsers start module workers
-// only from their own origin). The element registers no service worker.
+// only from their own origin). The element registers no service worker. Under a
+// Content-Security-Policy it needs worker-src and connect-src 'self' on the page, and
+// 'wasm-unsafe-eval' in the policy served with worker.js (it compiles the wasm).
 //
 // Attributes (read when a run starts; `beta` and `dataset` also update the controls):
 //   dataset     a shipped sample (sentiment, standard, implicit_prompt, conversational) or the
@@ -27,7 +29,8 @@
 //   dpo-progress  {metrics, totalSteps}          after every step (metrics.jsonl's fields)
 //   dpo-done      {stopped, metrics, evaluation} metrics: every step's; evaluation: held-out
 //                                                {metrics, margins} or null
-//   dpo-error     {message}
+//   dpo-error     {message}  after a lost GPU device or running out of memory too: the
+//                            element replaces its worker, and Train / start() work again
 // Methods and properties:
 //   start()   trains; resolves with dpo-done's detail, rejects with the error
 //   stop(), pause(), resume()

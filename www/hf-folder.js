@@ -13,8 +13,9 @@ export const WANTED = [...REQUIRED, TOKENIZER_CONFIG];
 
 // The config.json keys of each family the trainer loads (src/model: gpt2, llama).
 const families = {
-  gpt2: { layers: 'n_layer', width: 'n_embd', heads: 'n_head', positions: 'n_positions' },
-  llama: { layers: 'num_hidden_layers', width: 'hidden_size', heads: 'num_attention_heads', positions: 'max_position_embeddings' },
+  gpt2: { layers: 'n_layer', width: 'n_embd', heads: 'n_head', positions: 'n_positions', inner: 'n_inner' },
+  llama: { layers: 'num_hidden_layers', width: 'hidden_size', heads: 'num_attention_heads',
+    positions: 'max_position_embeddings', inner: 'intermediate_size' },
 };
 
 // The same command the native CLI prints for a pickle checkpoint (src/io/hf.rs read_dir).
@@ -106,16 +107,27 @@ async function readConfig(file, warnings) {
     warnings.push(`${CONFIG} is not valid JSON (${error.message}).`);
     return null;
   }
-  const modelType = json.model_type;
-  const keys = families[modelType];
-  if (!keys) {
-    warnings.push(`${CONFIG}: model_type ${JSON.stringify(modelType ?? null)} is not a family this trainer ` +
+  const config = modelSizes(json);
+  if (!config.family) {
+    warnings.push(`${CONFIG}: model_type ${JSON.stringify(config.modelType ?? null)} is not a family this trainer ` +
       `loads (${Object.keys(families).join(', ')}).`);
   }
+  return config;
+}
+
+// The sizes a parsed config.json gives: {modelType, family (null when not one the trainer
+// loads), layers, width, heads, vocab, positions, inner (the MLP width)}. Also read by
+// gpu-limits.js, to check a folder model against the GPU's buffer limits.
+export function modelSizes(json) {
+  const modelType = json.model_type;
+  const keys = families[modelType];
   // An unknown family still shows its sizes where it uses one of the known key names.
   const read = (what) => (keys ? json[keys[what]] : Object.values(families).map((k) => json[k[what]]).find((v) => v != null));
-  return { modelType, family: keys ? modelType : null, layers: read('layers'), width: read('width'),
-    heads: read('heads'), vocab: json.vocab_size, positions: read('positions') };
+  const width = read('width');
+  // GPT-2 leaves n_inner null for 4 x width (src/model/config.rs inner_dim).
+  const inner = read('inner') ?? (modelType === 'gpt2' && Number.isInteger(width) ? 4 * width : undefined);
+  return { modelType, family: keys ? modelType : null, layers: read('layers'), width,
+    heads: read('heads'), vocab: json.vocab_size, positions: read('positions'), inner };
 }
 
 // safetensors starts with an 8-byte little-endian header length and a JSON header of

@@ -4,6 +4,10 @@
 // one of these, so neither speaks the protocol itself.
 //
 // After every message a plain `change` event follows, for views that redraw their buttons.
+//
+// A fatal error (a lost GPU device, out of memory, a panic: the worker's wasm can no longer be
+// trusted) ends that worker: a fresh one takes over at once, with the same pair files, so the
+// next start() works without reloading the page. `ready` is false until it has loaded.
 
 const freshRun = () => ({
   metrics: [], backend: null, reason: null, totalSteps: null, evaluation: null,
@@ -13,24 +17,37 @@ const freshRun = () => ({
 export class TrainerClient extends EventTarget {
   constructor() {
     super();
-    // Resolved against this module: embedding pages in other folders get the same worker.
-    this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
     // One object for the client's life (tests and views keep a reference to it).
     this.state = { ...freshRun(), checked: {} };
     this.data = { train: null, eval: null };
-    this.ready = false; // the wasm module is initialised
     this.running = false;
     this.paused = false;
-    this.worker.onmessage = ({ data }) => this.#receive(data);
-    this.worker.onerror = (event) =>
+    this.#spawn();
+  }
+
+  #spawn() {
+    this.ready = false; // the wasm module is initialised
+    // Resolved against this module: embedding pages in other folders get the same worker.
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    this.worker = worker;
+    // A replaced worker's last messages are dropped: the page has heard why it ended.
+    worker.onmessage = ({ data }) => worker === this.worker && this.#receive(data);
+    // Only what the worker cannot report itself, such as its script failing to load.
+    worker.onerror = (event) => worker === this.worker &&
       this.#receive({ type: 'error', message: `the training worker failed: ${event.message ?? 'see the console'}` });
+    // The files were checked by the worker this one replaces: no `checked` events again.
+    if (this.data.train) worker.postMessage({ type: 'load', ...this.#files(), quiet: true });
+  }
+
+  #files() {
+    return { train: this.data.train, eval: this.data.eval ?? undefined };
   }
 
   // Checks pair files ({name, bytes} each; eval optional); `checked` events report each one.
   load({ train, eval: heldOut = null }) {
     this.data = { train, eval: heldOut };
     this.state.checked = {};
-    this.worker.postMessage({ type: 'load', train, eval: heldOut ?? undefined });
+    this.worker.postMessage({ type: 'load', ...this.#files() });
     this.#changed();
   }
 
@@ -79,8 +96,16 @@ export class TrainerClient extends EventTarget {
       case 'generations': s.generations[message.when] = message.items; break;
       case 'evaluation': s.evaluation = { metrics: message.metrics, margins: message.margins }; break;
       case 'exported': s.exported = Object.keys(message.files); break;
-      case 'done': s.done = true; this.running = false; break;
-      case 'error': s.error = message.message; this.running = false; break;
+      case 'done': s.done = true; this.running = false; this.paused = false; break;
+      case 'error':
+        s.error = message.message;
+        this.running = false;
+        this.paused = false;
+        if (message.fatal) {
+          this.worker.terminate();
+          this.#spawn();
+        }
+        break;
     }
     this.dispatchEvent(new CustomEvent(message.type, { detail: message }));
     this.#changed();

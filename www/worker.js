@@ -4,7 +4,8 @@
 // `new Worker('worker.js', {type: 'module'})`.
 //
 // Messages in (page -> worker):
-//   {type:'load', train:{name, bytes}, eval?:{name, bytes}}   check and keep the pair files
+//   {type:'load', train:{name, bytes}, eval?:{name, bytes}, quiet?:true}   check and keep the
+//       pair files (quiet: report only bad ones; a fresh worker taking over checked files)
 //   {type:'start', settings, backend:'auto'|'webgpu'|'cpu', generation?:{prompts, max_new_tokens},
 //    eval_limit?:N, model?:{'config.json': Uint8Array, 'model.safetensors', 'tokenizer.json',
 //    'tokenizer_config.json'?}}  (evaluate on the first N held-out pairs only: 0 or absent = all)
@@ -26,26 +27,28 @@
 //   {type:'evaluation', metrics, margins}          held-out metrics and per-pair margins
 //   {type:'done', stopped?:true}
 //   {type:'exported', files:{name: Uint8Array}}    buffers transferred
-//   {type:'error', message}                        any failure; the run (if any) has ended
+//   {type:'error', message, fatal?:true}           any failure; the run (if any) has ended.
+//       fatal: the worker is unusable (a lost GPU device, out of memory, a panic: see
+//       failures.js) and says nothing more; the page must start a fresh one
+//
+// Before training on WebGPU the model's largest buffers are checked against the adapter's
+// limits (gpu-limits.js): `webgpu` refuses a model that cannot fit, `auto` takes the CPU.
 
 import init, { WebTrainer, checkPairs } from './pkg/dpo.js';
+import { describe, reportFailures, setWasmMemory } from './failures.js';
+import { limitProblem, modelShape } from './gpu-limits.js';
 
-const post = (message, transfer = []) => self.postMessage(message, transfer);
+const { post, fail, doing } = reportFailures((message, transfer) => self.postMessage(message, transfer));
 
-function describe(error) {
-  if (error instanceof Error) return error.message || String(error);
-  return typeof error === 'string' ? error : String(error);
-}
-const fail = (error) => post({ type: 'error', message: describe(error) });
-
-// A panic or a rejected promise outside the handlers below must still reach the page.
-self.addEventListener('error', (event) => fail(event.error ?? event.message));
-self.addEventListener('unhandledrejection', (event) => fail(event.reason));
-
-const ready = init().then(() => post({ type: 'ready' }));
+const ready = init().then((wasm) => {
+  setWasmMemory(wasm.memory);
+  doing('waiting for a run');
+  post({ type: 'ready' });
+});
 ready.catch((error) => fail(`the wasm module did not load: ${describe(error)}`));
 
 let files = { train: null, eval: null, invalid: true };
+let loading = Promise.resolve(); // the latest `load`: a `start` right behind it waits for it
 let trainer = null; // the latest run's trainer, kept after the run so that export works
 let run = null; // {stopped, paused, wake, finished}
 
@@ -73,7 +76,7 @@ const yieldToEvents = () =>
 self.onmessage = async ({ data }) => {
   try {
     switch (data?.type) {
-      case 'load': return await load(data);
+      case 'load': return await (loading = load(data));
       case 'start': return await start(data);
       case 'pause': if (run) run.paused = true; return;
       case 'resume': return wake(false);
@@ -93,14 +96,15 @@ function wake(stop) {
   run.wake?.();
 }
 
-async function load({ train, eval: heldOut }) {
+async function load({ train, eval: heldOut, quiet = false }) {
   await ready;
   files = { train: null, eval: null, invalid: false };
   for (const [slot, file] of [['train', train], ['eval', heldOut]]) {
     if (!file) continue;
     const bytes = file.bytes instanceof Uint8Array ? file.bytes : new Uint8Array(file.bytes);
+    doing('checking the pairs');
     const checked = checkPairs(file.name, bytes);
-    post({ type: 'checked', slot, name: file.name, ...checked });
+    if (!quiet || checked.bad > 0) post({ type: 'checked', slot, name: file.name, ...checked });
     if (checked.bad > 0 || checked.pairs === 0) files.invalid = true;
     else files[slot] = { name: file.name, bytes };
   }
@@ -112,6 +116,7 @@ async function start({ settings, backend = 'auto', generation = {}, eval_limit: 
     await run.finished;
   }
   await ready;
+  await loading.catch(() => {}); // its own failure was reported
   if (!files.train || files.invalid) throw new Error('load valid pair files before training');
   const current = { stopped: false, paused: false, wake: null };
   run = current;
@@ -120,6 +125,7 @@ async function start({ settings, backend = 'auto', generation = {}, eval_limit: 
     .catch(fail)
     .finally(() => {
       if (run === current) run = null;
+      doing('waiting for a run');
     });
   await current.finished;
 }
@@ -141,9 +147,11 @@ function firstLines(file, count) {
 let heldOutFile = null; // the held-out pairs of the current run (files.eval, or a prefix)
 let modelFiles; // the current run's model folder, or undefined for a fresh preset model
 // create copies the model's bytes, so the trial trainers of `auto` and the run share them.
-const createTrainer = (backend, settings) =>
-  WebTrainer.create(backend, settings, files.train.name, files.train.bytes,
+const createTrainer = (backend, settings) => {
+  doing(`building the model on ${backend === 'cpu' ? 'the CPU' : 'WebGPU'}`, backend);
+  return WebTrainer.create(backend, settings, files.train.name, files.train.bytes,
     heldOutFile?.name, heldOutFile?.bytes, modelFiles);
+};
 
 async function train(current, settings, requested, generation, heldOut, model) {
   heldOutFile = heldOut;
@@ -165,6 +173,7 @@ async function train(current, settings, requested, generation, heldOut, model) {
   const prompts = trainer.heldOutPrompts.slice(0, generation.prompts ?? 4);
   const maxNewTokens = generation.max_new_tokens ?? 24;
   let before = false;
+  let step = 0;
   while (!trainer.done) {
     await yieldToEvents();
     while (current.paused && !current.stopped) {
@@ -175,6 +184,7 @@ async function train(current, settings, requested, generation, heldOut, model) {
       before = true;
       await generations('before', prompts, maxNewTokens);
     }
+    doing(`training step ${++step} of ${trainer.totalSteps}`);
     const metrics = await exclusive(() => trainer.step());
     post({ type: 'metrics', metrics });
   }
@@ -183,6 +193,7 @@ async function train(current, settings, requested, generation, heldOut, model) {
   await generations('after', prompts, maxNewTokens);
   if (trainer.phase === 'dpo') {
     post({ type: 'status', text: 'Evaluating on the held-out pairs…' });
+    doing('evaluating on the held-out pairs');
     const { metrics, margins } = await exclusive(() => trainer.evaluate());
     post({ type: 'evaluation', metrics, margins });
   }
@@ -191,6 +202,7 @@ async function train(current, settings, requested, generation, heldOut, model) {
 
 async function generations(when, prompts, maxNewTokens) {
   post({ type: 'status', text: `Generating (${when === 'before' ? 'SFT model' : 'final model'})…` });
+  doing(`generating text with the ${when === 'before' ? 'SFT' : 'final'} model`);
   const items = [];
   for (const [i, prompt] of prompts.entries()) {
     // Seed i for prompt i both times: before and after differ only by the model.
@@ -210,6 +222,16 @@ async function chooseBackend(current, settings, requested) {
   }
   const name = [adapter.info?.vendor, adapter.info?.architecture].filter(Boolean).join(' ');
   const gpu = name ? `WebGPU adapter ${name}` : 'WebGPU adapter';
+  // Before any device or model exists: a buffer past the adapter's limits would fail only
+  // deep inside a step, with a message about a kernel rather than the model.
+  const shape = modelShape(settings, modelFiles?.['config.json']);
+  const tooBig = shape && limitProblem(shape, settings, adapter.limits);
+  if (tooBig) {
+    if (requested === 'webgpu') {
+      throw new Error(`this model does not fit the GPU: ${tooBig.message}. Choose the CPU backend, or ${tooBig.smaller}`);
+    }
+    return cpu(`WebGPU cannot hold this model (${tooBig.message})`);
+  }
   if (requested === 'webgpu') {
     try {
       return { backend: 'webgpu', reason: `chosen in the settings (${gpu})`,
@@ -245,6 +267,7 @@ async function trialMs(current, backend, settings) {
     for (let i = 0; i < Math.min(3, trial.totalSteps); i++) {
       await yieldToEvents();
       if (current.stopped) return null;
+      doing(`timing trial step ${i + 1} on ${backend === 'cpu' ? 'the CPU' : 'WebGPU'}`);
       const t0 = performance.now();
       await trial.step();
       times.push(performance.now() - t0);
@@ -258,7 +281,8 @@ async function trialMs(current, backend, settings) {
 
 async function exportModel() {
   if (!trainer) throw new Error('nothing to export yet: train a model first');
-  const folder = await exclusive(() => trainer.export());
+  doing('exporting the model', trainer.backend);
+  const folder = await exclusive(() => trainer.export()).finally(() => doing('waiting for a run'));
   const out = {};
   const buffers = new Set();
   for (const [name, bytes] of Object.entries(folder)) {

@@ -69,6 +69,16 @@ export async function waitForRun(page, timeoutMs) {
   return page.evaluate(() => ({ ...window.dpoState, points: window.dpoCharts.points() }));
 }
 
+// Presses the page's Train button once it is enabled and waits for that run's end. The
+// previous run's end is cleared first: the start message may go out only after an await
+// (reading a model folder), and the old error must not be taken for the new run's.
+export async function trainAgain(page, timeoutMs) {
+  await page.waitForFunction(() => !document.querySelector('#start').disabled, null, { timeout: 60_000 });
+  await page.evaluate(() => { window.dpoState.error = null; window.dpoState.done = false; });
+  await page.click('#start');
+  return waitForRun(page, timeoutMs);
+}
+
 export async function screenshot(page, name) {
   mkdirSync(artifacts, { recursive: true });
   const path = join(artifacts, name);
@@ -87,4 +97,18 @@ export function phaseMedians(metrics) {
   };
   const of = (phase, skip) => median(metrics.filter((m) => m.phase === phase).slice(skip).map((m) => m.ms));
   return { sft: of('sft', 2), dpo: of('dpo', 1) };
+}
+
+// Prepends a call of `shims[i].fn` (a function, with the JSON-able `shims[i].arg`) to the i-th
+// worker.js the page starts, and nothing to later ones. Faults are injected this way at the
+// WebGPU API inside the training worker, where the wasm calls it: init scripts reach pages,
+// not workers. The page must block service workers (they would answer without the route).
+export function injectIntoWorker(page, shims) {
+  let served = 0;
+  return page.route('**/worker.js', async (route) => {
+    const shim = shims[served++];
+    const response = await route.fetch();
+    const call = shim ? `(${shim.fn})(${JSON.stringify(shim.arg ?? null)});\n` : '';
+    await route.fulfill({ response, body: call + await response.text() });
+  });
 }

@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFi
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { unzipSync } from 'fflate';
-import { dpoBinary, launch, openPage, root, screenshot, serverUrl, waitForRun } from './harness.mjs';
+import { dpoBinary, launch, openPage, root, screenshot, serverUrl, trainAgain } from './harness.mjs';
 
 const fixtures = join(root, 'tests/fixtures/hf');
 const llama = join(fixtures, 'llama');
@@ -32,14 +32,7 @@ async function pickedFolder(page) {
   return page.textContent('#model-status');
 }
 
-// Presses Train and waits for this run's end. The previous run's error is cleared first:
-// the start message goes out only after the folder has been read again.
-async function train(page, timeoutMs = 120_000) {
-  await page.waitForFunction(() => !document.querySelector('#start').disabled, null, { timeout: 60_000 });
-  await page.evaluate(() => { window.dpoState.error = null; window.dpoState.done = false; });
-  await page.click('#start');
-  return waitForRun(page, timeoutMs);
-}
+const train = (page) => trainAgain(page, 120_000);
 
 const safetensorsHeader = (bytes) => {
   const length = Number(Buffer.from(bytes.buffer, bytes.byteOffset, 8).readBigUInt64LE(0));

@@ -1,0 +1,96 @@
+// Whether a model fits the WebGPU adapter's buffer limits, checked before training starts.
+// A buffer past `maxStorageBufferBindingSize` or `maxBufferSize` (1 GiB on SwiftShader, as
+// little as 128 MiB on some laptops) cannot be bound: the wasm would fail deep inside a step
+// with a validation error that says nothing about the model. Estimating the largest buffers
+// here lets the page refuse up front, naming the buffer, its size and the limit.
+// No DOM: the worker imports this, and so can a plain Node test.
+import { modelSizes } from './hf-folder.js';
+
+const F32 = 4; // every tensor the trainer builds is f32
+
+// src/dpo/logps.rs MAX_CHUNK_LOGITS: the language-model head runs in chunks of at most this
+// many logits (floats), whatever the vocabulary.
+export const MAX_CHUNK_LOGITS = 2 ** 24;
+
+// src/model/config.rs Preset::sizes. A fresh model's vocabulary is the preset's target or
+// less (the BPE may find fewer merges), so these sizes are upper bounds.
+export const PRESETS = {
+  micro: { vocab: 1024, width: 64, layers: 2, heads: 2, positions: 128 },
+  tiny: { vocab: 4096, width: 128, layers: 4, heads: 4, positions: 128 },
+  small: { vocab: 8192, width: 256, layers: 6, heads: 8, positions: 256 },
+  'gpt2-124m': { vocab: 50257, width: 768, layers: 12, heads: 12, positions: 1024 },
+};
+
+// {vocab, width, heads, inner, from} of the model a run trains: the picked folder's
+// config.json (bytes) when there is one, else the preset named in `settings`. null when the
+// sizes cannot be read (the wasm then reports what is wrong with the config).
+export function modelShape(settings, configBytes) {
+  if (configBytes) {
+    let sizes;
+    try {
+      sizes = modelSizes(JSON.parse(new TextDecoder().decode(configBytes)));
+    } catch {
+      return null;
+    }
+    const { vocab, width, heads, inner } = sizes;
+    return [vocab, width, heads, inner].every(Number.isInteger) ? { vocab, width, heads, inner, from: 'model' } : null;
+  }
+  const preset = PRESETS[settings.preset ?? 'tiny'];
+  return preset ? { ...preset, inner: 4 * preset.width, from: 'preset' } : null;
+}
+
+// The largest buffers one step allocates, largest first: [{what, bytes, cause}], where cause
+// is 'model' (it grows with the model) or 'batch' (with batch x max length).
+export function largestBuffers({ vocab, width, heads, inner }, { batch = 16, max_length: length = 128 } = {}) {
+  // A DPO step runs chosen and rejected together: 2 x batch sequences (evaluation and the
+  // reference pass take the whole batch, gradient accumulation or not).
+  const sequences = 2 * batch;
+  const rows = sequences * length; // every position may be scored
+  const chunkRows = Math.min(rows, Math.max(1, Math.floor(MAX_CHUNK_LOGITS / vocab)));
+  const buffers = [
+    // Also the size of its gradient and of each AdamW moment.
+    { what: `the token embedding (${vocab} tokens × ${width})`, bytes: vocab * width * F32, cause: 'model' },
+    { what: `one MLP weight (${width} × ${inner})`, bytes: width * inner * F32, cause: 'model' },
+    { what: `a chunk of logits (${chunkRows} positions × ${vocab} tokens)`, bytes: chunkRows * vocab * F32, cause: 'batch' },
+    // Attention under autodiff is never fused: the whole score matrix is materialised.
+    { what: `the attention score matrix (${sequences} sequences × ${heads} heads × ${length}² positions)`,
+      bytes: sequences * heads * length * length * F32, cause: 'batch' },
+    { what: `the MLP activation tensor (${rows} positions × ${inner})`, bytes: rows * inner * F32, cause: 'batch' },
+  ];
+  return buffers.sort((a, b) => b.bytes - a.bytes);
+}
+
+// Why the model does not fit `limits` (a GPUSupportedLimits), or null when it does:
+// {message, buffer, limit, smaller (what to try instead)}. Names the largest buffer over a
+// limit, its size, and the tightest limit it breaks; the model's own buffers first, since no
+// smaller batch can help those.
+export function limitProblem(shape, settings, limits) {
+  const bounds = ['maxStorageBufferBindingSize', 'maxBufferSize']
+    .map((name) => ({ name, value: Number(limits?.[name]) }))
+    .filter(({ value }) => Number.isFinite(value) && value > 0)
+    .sort((a, b) => a.value - b.value);
+  const buffers = largestBuffers(shape, settings);
+  for (const buffer of [...buffers.filter((b) => b.cause === 'model'), ...buffers.filter((b) => b.cause !== 'model')]) {
+    const limit = bounds.find(({ value }) => buffer.bytes > value);
+    if (!limit) continue;
+    const smaller = buffer.cause === 'model'
+      ? (shape.from === 'model' ? 'a smaller model' : 'a smaller preset')
+      : 'a smaller batch or max length';
+    return { buffer, limit, smaller,
+      message: `${buffer.what} needs ${formatBytes(buffer.bytes)} but this GPU's ${limit.name} is ${formatBytes(limit.value)}` };
+  }
+  return null;
+}
+
+// 1073741824 -> "1 GiB", 1288490189 -> "1.2 GiB": binary units, as GPU limits are.
+export function formatBytes(bytes) {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  const text = unit === 0 ? String(value) : value.toFixed(1).replace(/\.0$/, '');
+  return `${text} ${units[unit]}`;
+}
