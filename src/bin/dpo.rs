@@ -249,6 +249,9 @@ struct FrontierArgs {
     /// Samples per prompt.
     #[arg(long, default_value_t = 4)]
     samples: usize,
+    /// Times each run is scored along its training.
+    #[arg(long, default_value_t = 4)]
+    evals: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Folder for reward_kl.json and reward_kl.svg.
@@ -641,6 +644,7 @@ fn frontier_cmd(args: FrontierArgs) -> Result<(), Error> {
         betas,
         prompts: args.prompts,
         samples_per_prompt: args.samples,
+        evals_per_run: args.evals,
         max_new_tokens: 32,
     };
     let device = select_device(&args.backend)?;

@@ -6,8 +6,10 @@
 //! KL(policy || reference) is estimated the usual way, from the policy's own samples:
 //! the mean over samples y ~ policy(.|x) of log policy(y|x) - log reference(y|x), summed over
 //! the sampled tokens (EOS included). Sampling is at temperature 1 with no top-k, so the
-//! samples really come from the policy and the estimate is unbiased. A good loss reaches high
-//! reward at little KL: its frontier lies up and to the left.
+//! samples really come from the policy and the estimate is unbiased. As in the paper, each run
+//! is scored several times along its training, so that a run traces a path away from the
+//! reference; a loss's frontier is the best reward reached at each KL (the points no other
+//! point of that loss beats with less KL). A good loss's frontier lies up and to the left.
 
 pub mod svg;
 
@@ -41,6 +43,8 @@ pub struct FrontierConfig {
     pub prompts: usize,
     /// Samples per prompt.
     pub samples_per_prompt: usize,
+    /// Times each run is scored, evenly along its DPO steps (the last at its end).
+    pub evals_per_run: usize,
     pub max_new_tokens: usize,
 }
 
@@ -49,11 +53,15 @@ pub struct FrontierConfig {
 pub struct Point {
     pub loss: String,
     pub beta: f32,
+    /// DPO steps done when scored.
+    pub step: usize,
     /// Estimated KL(policy || reference), nats per completion.
     pub kl: f64,
     /// Mean ground-truth reward of the policy's samples.
     pub reward: f64,
     pub samples: usize,
+    /// On its loss's frontier: no point of the same loss has a higher reward at a lower KL.
+    pub frontier: bool,
 }
 
 /// The SFT model's own samples: the reference point (KL 0).
@@ -128,7 +136,7 @@ pub fn run(
         0,
         LossConfig::default(),
     );
-    finish(&mut sft_trainer)?;
+    finish(&mut sft_trainer, config.train.sft_steps)?;
     let sft = sft_trainer.policy().clone();
     let reference = sft.valid();
     let prompts = data::distinct_prompts(&heldout);
@@ -154,21 +162,28 @@ pub fn run(
                 ..LossConfig::default()
             };
             let mut trainer = train_from(&sft, 0, config.train.steps, settings);
-            finish(&mut trainer)?;
-            let (reward, kl, samples) = scorer.score(&trainer.policy().valid())?;
-            say(&format!(
-                "{} beta {beta}: KL {kl:.3}, reward {reward:.3}",
-                loss.name()
-            ));
-            points.push(Point {
-                loss: loss.name().into(),
-                beta,
-                kl,
-                reward,
-                samples,
-            });
+            let evals = config.evals_per_run.clamp(1, config.train.steps.max(1));
+            for eval in 1..=evals {
+                let step = config.train.steps * eval / evals;
+                finish(&mut trainer, step)?;
+                let (reward, kl, samples) = scorer.score(&trainer.policy().valid())?;
+                say(&format!(
+                    "{} beta {beta} step {step}: KL {kl:.3}, reward {reward:.3}",
+                    loss.name()
+                ));
+                points.push(Point {
+                    loss: loss.name().into(),
+                    beta,
+                    step,
+                    kl,
+                    reward,
+                    samples,
+                    frontier: false,
+                });
+            }
         }
     }
+    mark_frontiers(&mut points);
     Ok(Frontier {
         task: "shipped sentiment task (examples/data): ground-truth reward = lexicon sum".into(),
         generated_by: "dpo frontier".into(),
@@ -181,9 +196,25 @@ pub fn run(
     })
 }
 
-/// Steps a trainer to its end; a non-finite loss stops the experiment.
-fn finish(trainer: &mut Trainer) -> Result<(), Error> {
-    while !trainer.is_done() {
+/// Marks, per loss, the points that no other point of that loss beats with less KL.
+fn mark_frontiers(points: &mut [Point]) {
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by(|&a, &b| points[a].kl.total_cmp(&points[b].kl));
+    let mut best = std::collections::HashMap::new();
+    for i in order {
+        let best = best
+            .entry(points[i].loss.clone())
+            .or_insert(f64::NEG_INFINITY);
+        if points[i].reward > *best {
+            *best = points[i].reward;
+            points[i].frontier = true;
+        }
+    }
+}
+
+/// Steps a trainer until `step` steps are done; a non-finite loss stops the experiment.
+fn finish(trainer: &mut Trainer, step: usize) -> Result<(), Error> {
+    while trainer.state().step < step && !trainer.is_done() {
         let metrics = read_sync(trainer.advance()).map_err(Error::Runtime)?;
         if !metrics.loss.is_finite() {
             return Err(Error::Runtime(format!(

@@ -1,5 +1,5 @@
-//! The reward-vs-KL plot as a standalone SVG: one line per loss type through its betas
-//! (sorted by KL), each point labelled with its beta, and the SFT model at KL 0.
+//! The reward-vs-KL plot as a standalone SVG: every scored point, one line per loss type along
+//! its frontier (from the SFT model at KL 0), and each run's last point labelled with its beta.
 
 use std::fmt::Write;
 
@@ -80,8 +80,14 @@ pub fn render(frontier: &Frontier) -> String {
         let colour = COLOURS[i % COLOURS.len()];
         let mut points: Vec<_> = frontier.points.iter().filter(|p| p.loss == *loss).collect();
         points.sort_by(|a, b| a.kl.total_cmp(&b.kl));
+        // The line joins the frontier: from the reference through the points nothing beats.
         let path: Vec<String> = std::iter::once((0.0, frontier.sft.reward))
-            .chain(points.iter().map(|p| (p.kl, p.reward)))
+            .chain(
+                points
+                    .iter()
+                    .filter(|p| p.frontier)
+                    .map(|p| (p.kl, p.reward)),
+            )
             .map(|(k, r)| format!("{:.1},{:.1}", x(k), y(r)))
             .collect();
         let _ = writeln!(
@@ -89,15 +95,22 @@ pub fn render(frontier: &Frontier) -> String {
             r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
             path.join(" ")
         );
-        for p in points {
+        for p in &points {
             let (px, py) = (x(p.kl), y(p.reward));
             let _ = writeln!(
                 svg,
-                r#"<circle cx="{px:.1}" cy="{py:.1}" r="4" fill="{colour}"/><text x="{:.1}" y="{:.1}" fill="{colour}" font-size="10">β={}</text>"#,
-                px + 6.0,
-                py - 6.0,
-                p.beta
+                r#"<circle cx="{px:.1}" cy="{py:.1}" r="3.5" fill="{colour}" fill-opacity="0.6"/>"#
             );
+            // Each run's β beside its last point, where the run ended.
+            if p.step == last_step(frontier, &p.loss, p.beta) {
+                let _ = writeln!(
+                    svg,
+                    r#"<text x="{:.1}" y="{:.1}" fill="{colour}" font-size="10">β={}</text>"#,
+                    px + 6.0,
+                    py - 6.0,
+                    p.beta
+                );
+            }
         }
         let ly = top + 20.0 + 20.0 * i as f64;
         let lx = left + plot_w + 16.0;
@@ -120,6 +133,15 @@ pub fn render(frontier: &Frontier) -> String {
     );
     svg.push_str("</svg>\n");
     svg
+}
+
+/// The step of a run's last scored point.
+fn last_step(frontier: &Frontier, loss: &str, beta: f32) -> usize {
+    let run = frontier
+        .points
+        .iter()
+        .filter(|p| p.loss == loss && p.beta == beta);
+    run.map(|p| p.step).max().unwrap_or(0)
 }
 
 /// The range of `values` with 8% padding, never empty.
