@@ -192,7 +192,13 @@ fn pickle_checkpoints_are_refused_with_the_conversion() {
     for name in [hf::CONFIG, hf::TOKENIZER, "pytorch_model.bin"] {
         std::fs::write(dir.join(name), b"{}").unwrap();
     }
-    let out = common::dpo_cli(&["generate", "--model", dir.to_str().unwrap(), "--prompt", "hi"]);
+    let out = common::dpo_cli(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt",
+        "hi",
+    ]);
     assert_eq!(out.status, 2, "{}", out.stderr);
     let line = out.stderr.lines().last().unwrap();
     assert!(
