@@ -1,6 +1,7 @@
-// The DPO paper's reward-vs-KL experiment as a chart: for each loss type a frontier of runs
-// (one per β), each at its KL to the reference (x) and its samples' mean ground-truth reward
-// (y), every point labelled with its β; the SFT model sits at KL 0. The numbers come from
+// The DPO paper's reward-vs-KL experiment as a chart: for each loss type its runs (one per β,
+// scored along their training), each point at its KL to the reference (x) and its samples'
+// mean ground-truth reward (y), a line along each loss's frontier, each run labelled with its
+// β; the SFT model sits at KL 0. The numbers come from
 // docs/reward_kl.json, written by `dpo frontier` and copied into samples/ by
 // scripts/build_web.sh; nothing here is made up when the file is missing.
 import uPlot from './vendor/uPlot.esm.js';
@@ -30,6 +31,9 @@ function validate(data) {
 
 // uPlot's aligned columns: one x (every KL, ascending), one column per loss plus the SFT
 // point, null where a series has no point; `labels` says what to write beside each point.
+// A loss's line runs along its frontier (the points flagged `frontier` by `dpo frontier`:
+// none of that loss does better at less KL); its other points are `dots`, drawn unjoined.
+// Runs scored several times along their training label only their last point with β.
 function columns(data) {
   const losses = [...new Set(data.points.map((p) => p.loss))];
   const xs = [...new Set([0, ...data.points.map((p) => p.kl)])].sort((a, b) => a - b);
@@ -37,16 +41,27 @@ function columns(data) {
   const empty = () => xs.map(() => null);
   const ys = losses.map(empty);
   const labels = losses.map(empty);
+  const lastStep = new Map();
+  for (const p of data.points) {
+    const run = `${p.loss} ${p.beta}`;
+    lastStep.set(run, Math.max(lastStep.get(run) ?? -Infinity, p.step ?? 0));
+  }
+  const dots = [];
   for (const p of data.points) {
     const s = losses.indexOf(p.loss);
-    ys[s][at.get(p.kl)] = p.reward;
-    labels[s][at.get(p.kl)] = `β=${p.beta}`;
+    const label = (p.step ?? 0) === lastStep.get(`${p.loss} ${p.beta}`) ? `β=${p.beta}` : null;
+    if (p.frontier ?? true) {
+      ys[s][at.get(p.kl)] = p.reward;
+      labels[s][at.get(p.kl)] = label;
+    } else {
+      dots.push({ series: s + 1, kl: p.kl, reward: p.reward, label });
+    }
   }
   const sft = empty();
   sft[at.get(0)] = data.sft.reward;
   const sftLabels = empty();
   sftLabels[at.get(0)] = 'SFT';
-  return { losses, aligned: [xs, ...ys, sft], labels: [null, ...labels, sftLabels] };
+  return { losses, aligned: [xs, ...ys, sft], labels: [null, ...labels, sftLabels], dots };
 }
 
 function describe(data, losses) {
@@ -66,10 +81,13 @@ function table(data) {
     return tr;
   };
   const t = document.createElement('table');
-  t.createTHead().append(row(['loss', 'β', 'KL', 'reward', 'samples'], 'th'));
+  t.createTHead().append(row(['loss', 'β', 'step', 'KL', 'reward', 'samples'], 'th'));
   const body = t.createTBody();
-  body.append(row(['SFT (reference)', '—', '0', data.sft.reward.toFixed(3), String(data.sft.samples)]));
-  for (const p of data.points) body.append(row([p.loss, String(p.beta), p.kl.toFixed(3), p.reward.toFixed(3), String(p.samples)]));
+  body.append(row(['SFT (reference)', '—', '—', '0', data.sft.reward.toFixed(3), String(data.sft.samples)]));
+  for (const p of data.points) {
+    body.append(row([p.loss, String(p.beta), String(p.step ?? '—'), p.kl.toFixed(3), p.reward.toFixed(3),
+      String(p.samples)]));
+  }
   return t;
 }
 
@@ -98,7 +116,7 @@ export async function rewardKlChart(root) {
     return without(error.message);
   }
 
-  const { losses, aligned, labels } = columns(data);
+  const { losses, aligned, labels, dots } = columns(data);
   const color = (loss, i) => palette[loss] ?? spare[i % spare.length];
   const strokes = [null, ...losses.map(color), SFT];
   const drawn = [];
@@ -129,12 +147,26 @@ export async function rewardKlChart(root) {
           if (s === 0 || !series.show) return;
           ctx.fillStyle = strokes[s];
           u.data[s].forEach((y, i) => {
-            if (y == null) return;
             const text = labels[s][i];
+            if (y == null || text == null) return;
             ctx.fillText(text, u.valToPos(u.data[0][i], 'x', true) + 6 * px, u.valToPos(y, 'y', true) - 4 * px);
             drawn.push({ series: series.label, text });
           });
         });
+        for (const dot of dots) {
+          if (!u.series[dot.series].show) continue;
+          const [x, y] = [u.valToPos(dot.kl, 'x', true), u.valToPos(dot.reward, 'y', true)];
+          ctx.fillStyle = strokes[dot.series];
+          ctx.globalAlpha = 0.55;
+          ctx.beginPath();
+          ctx.arc(x, y, 3 * px, 0, 2 * Math.PI);
+          ctx.fill();
+          ctx.globalAlpha = 1;
+          if (dot.label) {
+            ctx.fillText(dot.label, x + 6 * px, y - 4 * px);
+            drawn.push({ series: u.series[dot.series].label, text: dot.label });
+          }
+        }
         ctx.restore();
       }],
     },

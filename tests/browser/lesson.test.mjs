@@ -80,7 +80,9 @@ test('the reward-vs-KL chart draws every beta of every loss, and says where the 
     assert.equal(drawn.error, null, consoleLines.join('\n'));
     const data = JSON.parse(fixture);
     assert.deepEqual(drawn.series, ['KL', 'sigmoid', 'ipo', 'hinge', 'SFT (reference)']);
-    const expected = [...data.points.map((p) => `${p.loss} β=${p.beta}`), 'SFT (reference) SFT'].sort();
+    // One β label per run, at its last scored step (the fixture's sigmoid β=0.05 run has two).
+    const runs = new Set(data.points.map((p) => `${p.loss} β=${p.beta}`));
+    const expected = [...runs, 'SFT (reference) SFT'].sort();
     assert.deepEqual(drawn.labels.map((l) => `${l.series} ${l.text}`).sort(), expected);
     assert.ok(drawn.blue > 50, `the sigmoid frontier has ${drawn.blue} pixels`);
     const source = await page.textContent('#reward-kl .source');
