@@ -7,7 +7,7 @@ import { Charts } from './charts.js';
 import { TrainerClient } from './trainer-client.js';
 import { defaults, startMessage } from './settings.js';
 import { fetchDataset, readFile, samples } from './samples.js';
-import { ModelPicker } from './model-picker.js';
+import { ModelPicker, onDrop } from './model-picker.js';
 import { zipSync } from './vendor/fflate.js';
 
 const $ = (selector) => document.querySelector(selector);
@@ -115,17 +115,9 @@ for (const slot of ['train', 'eval']) {
 }
 $('#sample').addEventListener('change', (event) => event.target.value && loadSample(event.target.value));
 
-const drop = $('#drop');
-drop.addEventListener('dragover', (event) => {
-  event.preventDefault();
-  drop.classList.add('over');
-});
-drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-drop.addEventListener('drop', (event) => {
-  event.preventDefault();
-  drop.classList.remove('over');
+onDrop($('#drop'), (transfer) => {
   // A file named like held-out data goes to the held-out slot, any other to training.
-  for (const file of event.dataTransfer.files) {
+  for (const file of transfer.files) {
     setFile(/held|eval|test|valid/i.test(file.name) ? 'eval' : 'train', file);
   }
 });

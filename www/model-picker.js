@@ -10,6 +10,21 @@ const el = (tag, className, text) => Object.assign(document.createElement(tag), 
 
 // Emits `change` whenever `ready` or the summary may have changed, and `picked` when a new
 // folder was read (the page clears an error that was about the previous one).
+// Makes `zone` a drop target (highlighted while something is dragged over it) that hands
+// the dropped DataTransfer to `handle`.
+export function onDrop(zone, handle) {
+  zone.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    zone.classList.add('over');
+  });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (event) => {
+    event.preventDefault();
+    zone.classList.remove('over');
+    handle(event.dataTransfer);
+  });
+}
+
 export class ModelPicker extends EventTarget {
   folder = null; // chooseFolder's result
   summary = null; // inspectFolder's result
@@ -29,17 +44,7 @@ export class ModelPicker extends EventTarget {
         input.value = ''; // picking the same folder again (after fixing it on disk) fires again
       });
     }
-    const { drop } = this.ui;
-    drop.addEventListener('dragover', (event) => {
-      event.preventDefault();
-      drop.classList.add('over');
-    });
-    drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-    drop.addEventListener('drop', (event) => {
-      event.preventDefault();
-      drop.classList.remove('over');
-      this.#pick(dropEntries(event.dataTransfer));
-    });
+    onDrop(this.ui.drop, (transfer) => this.#pick(dropEntries(transfer)));
     this.#sourceChanged();
   }
 

@@ -240,6 +240,10 @@ struct FrontierArgs {
     /// Betas, separated by commas.
     #[arg(long, default_value = "0.03,0.1,0.3,1")]
     betas: String,
+    /// DPO learning rate (lower: each run moves away from the reference more slowly, so its
+    /// scored points spread along the KL axis).
+    #[arg(long, default_value_t = 2e-5)]
+    lr: f64,
     /// Loss types, separated by commas.
     #[arg(long, default_value = "sigmoid,ipo,hinge")]
     losses: String,
@@ -637,6 +641,7 @@ fn frontier_cmd(args: FrontierArgs) -> Result<(), Error> {
             preset: args.preset,
             sft_steps: args.sft_steps,
             steps: args.steps,
+            lr: args.lr,
             seed: args.seed,
             ..TrainConfig::default()
         },
