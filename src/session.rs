@@ -17,14 +17,32 @@ pub fn from_scratch(
     config: &TrainConfig,
     device: &Device,
 ) -> Result<LoadedModel, Error> {
-    let preset = Preset::parse(&config.preset)
-        .ok_or_else(|| Error::Input(format!("unknown preset `{}`", config.preset)))?;
+    fresh_model(scratch_tokenizer(pairs, config)?, config, device)
+}
+
+/// The tokenizer a fresh model of `config.preset` gets: a byte-level BPE trained on `pairs`.
+/// Separate from `fresh_model` so that the command line can tokenize, and so check, its data
+/// before it chooses a device.
+pub fn scratch_tokenizer(
+    pairs: &[PreferencePair],
+    config: &TrainConfig,
+) -> Result<TextTokenizer, Error> {
+    let preset = preset(config)?;
     let texts = pairs
         .iter()
         .flat_map(|p| [p.prompt.as_str(), p.chosen.as_str(), p.rejected.as_str()]);
-    let tokenizer = train_bpe(texts, preset.target_vocab())
+    train_bpe(texts, preset.target_vocab())
         .and_then(|t| TextTokenizer::from_tokenizer(t, None))
-        .map_err(|e| Error::Runtime(format!("training the tokenizer failed: {e}")))?;
+        .map_err(|e| Error::Runtime(format!("training the tokenizer failed: {e}")))
+}
+
+/// A new model of `config.preset` around `tokenizer`, with weights drawn from `config.seed`.
+pub fn fresh_model(
+    tokenizer: TextTokenizer,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<LoadedModel, Error> {
+    let preset = preset(config)?;
     let mut model_config = preset.config(Some(tokenizer.vocab_size()));
     model_config.n_positions = model_config.n_positions.max(config.max_length);
     model_config.eos_token_id = Some(tokenizer.eos_id());
@@ -40,6 +58,11 @@ pub fn from_scratch(
         template: ChatTemplate::default_plain(),
         tokenizer_config: None,
     })
+}
+
+fn preset(config: &TrainConfig) -> Result<Preset, Error> {
+    Preset::parse(&config.preset)
+        .ok_or_else(|| Error::Input(format!("unknown preset `{}`", config.preset)))
 }
 
 /// Tokenizes `pairs` for `model` (TRL's rules, see `data::tokenizer`); `file` names the

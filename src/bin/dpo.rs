@@ -4,20 +4,24 @@
 //! chosen here once, and `dpo::run` does the work. Exit status: 0 done, 2 bad input or usage
 //! (one line on stderr), 1 anything else.
 
-use std::io::IsTerminal;
+// The binary's own modules live beside it in `dpo/` (a file there is not a binary target).
+#[path = "dpo/experiments.rs"]
+mod experiments;
+#[path = "dpo/progress.rs"]
+mod progress;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use dpo::Error;
 use dpo::config::TrainConfig;
 use dpo::device::{self, Backend};
-use dpo::dpo::Metrics;
 use dpo::dpo::loss::{LossConfig, LossType};
 use dpo::generate::{SamplingConfig, generate};
-use dpo::io::{atomic, hf};
-use dpo::run::{self, Progress, TrainJob};
-use dpo::{Error, frontier};
-use indicatif::{ProgressBar, ProgressStyle};
+use dpo::run::{self, TrainJob};
+use experiments::{BenchArgs, FrontierArgs, bench_cmd, frontier_cmd};
+use progress::Reporter;
 
 #[derive(Parser)]
 #[command(
@@ -121,12 +125,15 @@ struct TrainArgs {
     /// Run folder. Default: runs/<preset>-seed<seed>, numbered if taken.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run in --out from its last checkpoint.
+    /// Continue the run in --out from its newest checkpoint (or start it, if it has none yet).
     #[arg(long, requires = "out")]
     resume: bool,
     /// Checkpoint every this many steps.
     #[arg(long, default_value_t = 50)]
     save_every: usize,
+    /// How many of the newest checkpoints to keep.
+    #[arg(long, default_value_t = 3)]
+    keep_checkpoints: usize,
     /// Held-out prompts to sample before and after DPO, scored with the shipped task's reward.
     #[arg(long, default_value_t = 32)]
     samples: usize,
@@ -199,91 +206,29 @@ struct GenerateArgs {
     backend: BackendArg,
 }
 
-#[derive(Args)]
-struct BenchArgs {
-    /// Workloads, separated by commas: micro (test-sized), tiny, small, gpt2-124m.
-    #[arg(long, default_value = "tiny,small")]
-    workloads: String,
-    /// cpu, wgpu or all. Default: cpu, plus wgpu when a hardware GPU adapter exists.
-    #[arg(long, value_parser = ["cpu", "wgpu", "all"])]
-    backend: Option<String>,
-    /// Reference modes, separated by commas: two-model, precomputed.
-    #[arg(long, default_value = "two-model,precomputed")]
-    modes: String,
-    /// Timed steps per case (the median is reported).
-    #[arg(long, default_value_t = 10)]
-    steps: usize,
-    /// Untimed steps before them (kernel compilation, autotuning).
-    #[arg(long, default_value_t = 3)]
-    warmup: usize,
-    /// Seed of the random model and pairs.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Print one JSON object per case on stdout (the table goes to stderr).
-    #[arg(long)]
-    json: bool,
-    /// Run one case, workload/backend/mode, in this process (how `bench` runs each case).
-    #[arg(long, hide = true)]
-    case: Option<String>,
-}
-
-#[derive(Args)]
-struct FrontierArgs {
-    /// Model size (micro, tiny, small).
-    #[arg(long, default_value = "tiny")]
-    preset: String,
-    #[arg(long, default_value_t = 300)]
-    sft_steps: usize,
-    /// DPO steps per point.
-    #[arg(long, default_value_t = 200)]
-    steps: usize,
-    /// Betas, separated by commas.
-    #[arg(long, default_value = "0.03,0.1,0.3,1")]
-    betas: String,
-    /// DPO learning rate (lower: each run moves away from the reference more slowly, so its
-    /// scored points spread along the KL axis).
-    #[arg(long, default_value_t = 2e-5)]
-    lr: f64,
-    /// Loss types, separated by commas.
-    #[arg(long, default_value = "sigmoid,ipo,hinge")]
-    losses: String,
-    /// Held-out prompts sampled per policy.
-    #[arg(long, default_value_t = 64)]
-    prompts: usize,
-    /// Samples per prompt.
-    #[arg(long, default_value_t = 4)]
-    samples: usize,
-    /// Times each run is scored along its training.
-    #[arg(long, default_value_t = 4)]
-    evals: usize,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Folder for reward_kl.json and reward_kl.svg.
-    #[arg(long, default_value = "docs")]
-    out: PathBuf,
-    #[command(flatten)]
-    backend: BackendArg,
-}
-
 fn main() -> ExitCode {
     quiet_wayland_probe();
+    cpu_default_device();
     std::panic::set_hook(Box::new(|info| {
         eprintln!("internal error: {info}");
     }));
     let cli = Cli::parse();
-    let result = match cli.command {
+    // A panic (ours or a library's) is an internal failure: the hook has printed it, and the
+    // exit status is 1 as for any other failure, not Rust's 101.
+    let result = std::panic::catch_unwind(|| match cli.command {
         Command::Train(args) => train(args),
         Command::Eval(args) => eval(args),
         Command::Generate(args) => generate_cmd(args),
         Command::Bench(args) => bench_cmd(args),
         Command::Frontier(args) => frontier_cmd(args),
-    };
+    });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(error)) => {
             eprintln!("error: {error}");
             ExitCode::from(if error.is_input() { 2 } else { 1 })
         }
+        Err(_) => ExitCode::from(1),
     }
 }
 
@@ -298,6 +243,17 @@ fn quiet_wayland_probe() {
             // SAFETY: first thing in main, before any other thread exists.
             unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
         }
+    }
+}
+
+/// burn's default device would be wgpu. Nothing here computes on it (devices are chosen in
+/// `device.rs`), but burn loads a saved optimizer state onto it before the first step moves
+/// the state to the parameters' device: a resumed run would initialise a GPU it does not use
+/// (slow, and failing on machines without one). The CPU backend is always there.
+fn cpu_default_device() {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: called from main before any other thread exists.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     }
 }
 
@@ -335,17 +291,7 @@ fn parse_losses(names: &str, weights: Option<&str>, into: &mut LossConfig) -> Re
 
 fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
     let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
-            toml::from_str(&text).map_err(|e| {
-                Error::Input(format!(
-                    "{}: {}",
-                    path.display(),
-                    e.to_string().replace('\n', " ")
-                ))
-            })?
-        }
+        Some(path) => run::read_config(path)?,
         None => TrainConfig::default(),
     };
     macro_rules! set {
@@ -397,7 +343,6 @@ fn default_out(config: &TrainConfig) -> PathBuf {
 
 fn train(args: TrainArgs) -> Result<(), Error> {
     let config = train_config(&args)?;
-    let device = select_device(&args.backend)?;
     let out = args.out.clone().unwrap_or_else(|| default_out(&config));
     let job = TrainJob {
         config,
@@ -407,10 +352,13 @@ fn train(args: TrainArgs) -> Result<(), Error> {
         out: out.clone(),
         resume: args.resume,
         save_every: args.save_every,
+        keep_checkpoints: args.keep_checkpoints,
         sample_prompts: args.samples,
     };
+    let prepared = run::prepare(job)?;
+    let device = select_device(&args.backend)?;
     let mut progress = Reporter::new(args.json);
-    let eval = run::train(&job, &device, &mut progress)?;
+    let eval = run::train(prepared, &device, &mut progress)?;
     progress.finish();
     eprintln!(
         "run folder: {} (metrics.jsonl, sft/, final/)",
@@ -437,15 +385,14 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
     };
     parse_losses(&args.loss, None, &mut loss)?;
     loss.validate().map_err(Error::Input)?;
-    let device = select_device(&args.backend)?;
-    let metrics = run::eval_dirs(
+    let job = run::Eval::prepare(
         &args.model,
         args.reference.as_deref(),
         &args.data,
-        &loss,
+        loss,
         args.max_length,
-        &device,
     )?;
+    let metrics = job.run(&select_device(&args.backend)?)?;
     if args.json {
         println!("{}", metrics.to_json());
     } else {
@@ -455,15 +402,14 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
 }
 
 fn generate_cmd(args: GenerateArgs) -> Result<(), Error> {
-    let device = select_device(&args.backend)?;
-    let loaded = hf::load_dir(&args.model, &device)?;
+    let model = run::ModelDir::read(&args.model)?;
     let prompts: Vec<String> = match (&args.prompt, &args.data) {
         (Some(prompt), _) => vec![prompt.clone()],
         (None, Some(path)) => {
             let (_, pairs) = run::read_pairs(
                 Some(Path::new(path)),
                 run::SHIPPED_HELDOUT,
-                &loaded.template,
+                &model.info.template,
             )?;
             dpo::data::distinct_prompts(&pairs)
                 .into_iter()
@@ -472,6 +418,8 @@ fn generate_cmd(args: GenerateArgs) -> Result<(), Error> {
         }
         (None, None) => unreachable!("clap requires one"),
     };
+    let device = select_device(&args.backend)?;
+    let loaded = model.load(&device)?;
     let lexicon = dpo::task::Lexicon::shipped();
     let mut total = 0.0;
     for (i, prompt) in prompts.iter().enumerate() {
@@ -504,168 +452,5 @@ fn generate_cmd(args: GenerateArgs) -> Result<(), Error> {
             total / prompts.len().max(1) as f64
         );
     }
-    Ok(())
-}
-
-fn bench_cmd(args: BenchArgs) -> Result<(), Error> {
-    use dpo::bench::{self, Row};
-    let timing = bench::Timing {
-        warmup: args.warmup,
-        steps: args.steps,
-        seed: args.seed,
-    };
-    if let Some(spec) = &args.case {
-        let result = bench::run_case(&bench::Case::parse(spec)?, &timing)?;
-        println!("{}", serde_json::to_string(&result).expect("json"));
-        return Ok(());
-    }
-    if args.steps == 0 {
-        return Err(Error::Input("--steps must be at least 1".into()));
-    }
-    let cases = bench::plan(&args.workloads, args.backend.as_deref(), &args.modes)?;
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::Runtime(format!("cannot find this program to run cases: {e}")))?;
-    let rows = bench::run_all(&exe, &cases, &timing, |row| match args.json {
-        true => println!("{}", serde_json::to_string(row).expect("json")),
-        false => eprintln!("{}", row.line()),
-    });
-    match args.json {
-        true => eprint!("{}", bench::table(&rows)),
-        false => print!("{}", bench::table(&rows)),
-    }
-    let failed = rows
-        .iter()
-        .filter(|r| matches!(r, Row::Failed { .. }))
-        .count();
-    match failed {
-        0 => Ok(()),
-        n => Err(Error::Runtime(format!(
-            "{n} of {} cases failed",
-            rows.len()
-        ))),
-    }
-}
-
-/// A progress bar on a terminal, plain lines otherwise.
-struct Reporter {
-    bar: Option<ProgressBar>,
-    json: bool,
-    total: usize,
-}
-
-impl Reporter {
-    fn new(json: bool) -> Self {
-        Reporter {
-            bar: None,
-            json,
-            total: 0,
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish();
-        }
-    }
-}
-
-impl Progress for Reporter {
-    fn start(&mut self, total: usize, done: usize) {
-        self.total = total;
-        if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(total as u64).with_position(done as u64);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} {elapsed_precise}<{eta_precise} {msg}",
-                )
-                .expect("valid template"),
-            );
-            self.bar = Some(bar);
-        }
-    }
-
-    fn metrics(&mut self, m: &Metrics) {
-        if self.json {
-            println!("{}", m.to_json());
-        }
-        let summary = match (m.rewards_chosen, m.rewards_rejected, m.rewards_accuracies) {
-            (Some(c), Some(r), Some(a)) => format!(
-                "{:?} loss {:.4} chosen {c:+.3} rejected {r:+.3} acc {a:.2}",
-                m.phase, m.loss
-            ),
-            _ => format!("{:?} loss {:.4}", m.phase, m.loss),
-        };
-        match &self.bar {
-            Some(bar) => {
-                bar.set_position(m.step as u64);
-                bar.set_message(summary.to_lowercase());
-            }
-            None => {
-                // Plain output: about 20 lines per run, plus the first step and every eval.
-                let every = (self.total / 20).max(1);
-                if m.step % every == 0 || m.step == 1 || m.phase == dpo::dpo::Phase::Eval {
-                    eprintln!(
-                        "step {}/{} {} ({:.0} ms)",
-                        m.step,
-                        self.total,
-                        summary.to_lowercase(),
-                        m.ms.unwrap_or(0.0)
-                    );
-                }
-            }
-        }
-    }
-
-    fn message(&mut self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
-        }
-    }
-}
-
-fn frontier_cmd(args: FrontierArgs) -> Result<(), Error> {
-    let mut losses = LossConfig::default();
-    parse_losses(&args.losses, None, &mut losses)?;
-    let betas = args
-        .betas
-        .split(',')
-        .map(|b| {
-            b.trim()
-                .parse::<f32>()
-                .map_err(|_| Error::Input(format!("--betas: `{b}` is not a number")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let config = frontier::FrontierConfig {
-        train: TrainConfig {
-            preset: args.preset,
-            sft_steps: args.sft_steps,
-            steps: args.steps,
-            lr: args.lr,
-            seed: args.seed,
-            ..TrainConfig::default()
-        },
-        losses: losses.loss_type,
-        betas,
-        prompts: args.prompts,
-        samples_per_prompt: args.samples,
-        evals_per_run: args.evals,
-        max_new_tokens: 32,
-    };
-    let device = select_device(&args.backend)?;
-    let result = frontier::run(&config, &device, &mut |line| eprintln!("{line}"))?;
-    let write = |name: &str, bytes: &[u8]| {
-        let path = args.out.join(name);
-        std::fs::create_dir_all(&args.out)
-            .and_then(|_| atomic::write_file(&path, bytes))
-            .map_err(|e| Error::Runtime(format!("writing {} failed: {e}", path.display())))
-    };
-    let json = serde_json::to_vec_pretty(&result).expect("json");
-    write("reward_kl.json", &json)?;
-    write("reward_kl.svg", frontier::svg::render(&result).as_bytes())?;
-    eprintln!(
-        "wrote {0}/reward_kl.json and {0}/reward_kl.svg",
-        args.out.display()
-    );
     Ok(())
 }

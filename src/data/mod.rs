@@ -19,6 +19,11 @@ pub use errors::{DataError, LineError, MAX_STORED_ERRORS};
 pub use template::{ChatTemplate, Message, Role};
 pub use tokenizer::{EOS, TextTokenizer, TokenizedPair, tokenize_pair, tokenize_pairs, train_bpe};
 
+/// The longest line a pairs file may have. A pair is three texts that must fit a model's
+/// context (thousands of tokens, tens of kilobytes); a line far beyond that is a broken file,
+/// and tokenizing, let alone training a tokenizer on, megabytes of one line takes minutes.
+pub const MAX_LINE_BYTES: usize = 8 << 20;
+
 /// A preference pair as rendered text: the model sees `prompt + chosen` and `prompt + rejected`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreferencePair {
@@ -45,6 +50,14 @@ pub fn parse_pairs(
     for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = index + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.len() > MAX_LINE_BYTES {
+            let message = format!(
+                "the line is {} bytes long, more than the {MAX_LINE_BYTES} a pair may take",
+                raw.len()
+            );
+            sink.push(line, "-", message);
+            continue;
+        }
         let text = match std::str::from_utf8(raw) {
             Ok(text) => text,
             Err(e) => {

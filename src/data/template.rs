@@ -65,7 +65,7 @@ impl ChatTemplate {
     /// Without a `chat_template` the plain default is used.
     pub fn from_tokenizer_config(json: &str) -> Result<ChatTemplate, String> {
         let config: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| format!("tokenizer_config.json: {e}"))?;
+            serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
         let Some(source) = template_source(&config)? else {
             return Ok(ChatTemplate::default_plain());
         };
@@ -82,7 +82,7 @@ impl ChatTemplate {
         );
         env.set_unknown_method_callback(python_string_methods);
         env.add_template_owned(TEMPLATE_NAME, source)
-            .map_err(|e| format!("chat_template: {e}"))?;
+            .map_err(|e| format!("field `chat_template`: {e}"))?;
         Ok(ChatTemplate {
             jinja: Some(JinjaTemplate {
                 env,
@@ -138,8 +138,8 @@ fn template_source(config: &serde_json::Value) -> Result<Option<String>, String>
             .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
             .and_then(|t| t.get("template")?.as_str())
             .map(|s| Some(s.to_owned()))
-            .ok_or_else(|| "chat_template: no template named \"default\"".to_owned()),
-        Some(_) => Err("chat_template: expected a string".to_owned()),
+            .ok_or_else(|| "field `chat_template`: no template named \"default\"".to_owned()),
+        Some(_) => Err("field `chat_template`: expected a string".to_owned()),
     }
 }
 
@@ -156,7 +156,9 @@ pub(super) fn special_token(
             .get("content")
             .and_then(|c| c.as_str())
             .map(|c| Some(c.to_owned()))
-            .ok_or_else(|| format!("{key}: expected a string or an object with \"content\"")),
+            .ok_or_else(|| {
+                format!("field `{key}`: expected a string or an object with \"content\"")
+            }),
     }
 }
 
@@ -256,7 +258,7 @@ mod tests {
         let t = ChatTemplate::from_tokenizer_config(&named.to_string()).unwrap();
         assert_eq!(t.render(&[], false).unwrap(), "d");
         let bad = ChatTemplate::from_tokenizer_config(r#"{"chat_template": "{% for %}"}"#);
-        assert!(bad.unwrap_err().starts_with("chat_template: "));
+        assert!(bad.unwrap_err().starts_with("field `chat_template`: "));
         assert!(ChatTemplate::from_tokenizer_config("not json").is_err());
     }
 }

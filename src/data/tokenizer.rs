@@ -25,11 +25,16 @@ pub struct TextTokenizer {
 impl TextTokenizer {
     /// Loads a `tokenizer.json`. The EOS token is `tokenizer_config`'s `eos_token` when the
     /// model has a `tokenizer_config.json` (its text) that names one; otherwise the first of
-    /// `<|endoftext|>`, `</s>`, `<eos>` in the vocabulary.
+    /// `<|endoftext|>`, `</s>`, `<eos>` in the vocabulary. Errors start with the name of the
+    /// file at fault.
     pub fn from_bytes(
         json: &[u8],
         tokenizer_config: Option<&str>,
     ) -> Result<TextTokenizer, String> {
+        // tokenizers 0.23 panics on some syntax errors inside a component (found by fuzzing:
+        // a broken string in `decoder`); a file that parses as JSON cannot reach that path.
+        serde_json::from_slice::<serde::de::IgnoredAny>(json)
+            .map_err(|e| format!("tokenizer.json: {e}"))?;
         let tokenizer = Tokenizer::from_bytes(json).map_err(|e| format!("tokenizer.json: {e}"))?;
         TextTokenizer::from_tokenizer(tokenizer, tokenizer_config)
     }
@@ -52,14 +57,20 @@ impl TextTokenizer {
         let (eos_token, eos_id) = match named {
             Some(token) => match tokenizer.token_to_id(&token) {
                 Some(id) => (token, id),
-                None => return Err(format!("eos_token {token:?} is not in the vocabulary")),
+                None => {
+                    return Err(format!(
+                        "tokenizer_config.json: field `eos_token`: {token:?} is not in the \
+                         vocabulary of tokenizer.json"
+                    ));
+                }
             },
             None => EOS_CANDIDATES
                 .iter()
                 .find_map(|&token| Some((token.to_owned(), tokenizer.token_to_id(token)?)))
                 .ok_or_else(|| {
                     format!(
-                        "no end-of-sequence token: none of {EOS_CANDIDATES:?} is in the vocabulary"
+                        "tokenizer.json: no end-of-sequence token: none of {EOS_CANDIDATES:?} \
+                         is in the vocabulary"
                     )
                 })?,
         };
@@ -73,7 +84,7 @@ impl TextTokenizer {
         // the vocabulary); `encode` has no error to return, so catch such files at load time.
         tokenizer
             .encode("Hello, wörld! 123 \t\n", false)
-            .map_err(|e| format!("tokenizer cannot encode text: {e}"))?;
+            .map_err(|e| format!("tokenizer.json: the tokenizer cannot encode text: {e}"))?;
         Ok(TextTokenizer {
             tokenizer,
             eos_token,
@@ -185,7 +196,11 @@ pub(super) mod tests {
         assert_eq!((named.eos_id(), named.eos_token()), (5, "</s>"));
         assert_eq!(load(r#"{"bos_token": "</s>"}"#).unwrap().eos_id(), 0);
         let err = load(r#"{"eos_token": "<eot>"}"#).unwrap_err();
-        assert_eq!(err, "eos_token \"<eot>\" is not in the vocabulary");
+        assert_eq!(
+            err,
+            "tokenizer_config.json: field `eos_token`: \"<eot>\" is not in the vocabulary of \
+             tokenizer.json"
+        );
         assert!(
             load("{")
                 .unwrap_err()

@@ -214,7 +214,7 @@ fn mark_frontiers(points: &mut [Point]) {
 
 /// Steps a trainer until `step` steps are done; a non-finite loss stops the experiment.
 fn finish(trainer: &mut Trainer, step: usize) -> Result<(), Error> {
-    while trainer.state().step < step && !trainer.is_done() {
+    while trainer.steps_done() < step && !trainer.is_done() {
         let metrics = read_sync(trainer.advance()).map_err(Error::Runtime)?;
         if !metrics.loss.is_finite() {
             return Err(Error::Runtime(format!(

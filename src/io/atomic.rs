@@ -1,6 +1,8 @@
-//! Writing folders so that a crash at any moment leaves either the old folder or the new one,
-//! never a mixture: files go to a temporary sibling, are flushed to disk, and the folder is
-//! swapped in with renames.
+//! Writing files and folders so that a crash at any moment never leaves a mixture of old and
+//! new contents under their name: they are written to a temporary sibling (`NAME.tmp`),
+//! flushed to disk, and renamed into place. Replacing a folder takes two renames (the old one
+//! to `NAME.old` first): a crash between them leaves `NAME` missing and both versions complete
+//! beside it. Checkpoints always go to new names and never replace a folder (`checkpoint.rs`).
 
 use std::fs;
 use std::io::Write;
@@ -32,16 +34,6 @@ pub fn write_dir(dir: &Path, files: &[(&str, &[u8])]) -> std::io::Result<()> {
     }
     if let Some(parent) = dir.parent() {
         sync_dir(parent)?;
-    }
-    Ok(())
-}
-
-/// Where a folder interrupted mid-swap by a crash lives: `write_dir` moves the old folder
-/// here before renaming the new one in. Call before reading `dir` to finish such a swap.
-pub fn recover_dir(dir: &Path) -> std::io::Result<()> {
-    let previous = sibling(dir, "old");
-    if !dir.exists() && previous.exists() {
-        fs::rename(&previous, dir)?;
     }
     Ok(())
 }
@@ -82,17 +74,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replaces_a_folder_whole_and_recovers_an_interrupted_swap() {
+    fn replaces_a_folder_whole() {
         let root = std::env::temp_dir().join(format!("dpo-atomic-{}", std::process::id()));
         let dir = root.join("ckpt");
         write_dir(&dir, &[("a", b"1"), ("b", b"2")]).unwrap();
         write_dir(&dir, &[("a", b"3")]).unwrap();
         assert_eq!(fs::read(dir.join("a")).unwrap(), b"3");
         assert!(!dir.join("b").exists(), "the old folder's files are gone");
-        // A crash between the two renames leaves only the `.old` folder.
-        fs::rename(&dir, sibling(&dir, "old")).unwrap();
-        recover_dir(&dir).unwrap();
-        assert_eq!(fs::read(dir.join("a")).unwrap(), b"3");
+        let names: Vec<_> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["ckpt"], "no staging or old folder is left");
         fs::remove_dir_all(root).unwrap();
     }
 }

@@ -39,8 +39,48 @@ pub struct LoadedModel {
     pub tokenizer_config: Option<Vec<u8>>,
 }
 
+/// What a model folder holds besides the weights themselves: enough to read and tokenize
+/// data for the model.
+pub struct ModelInfo {
+    pub config: ModelConfig,
+    pub tokenizer: TextTokenizer,
+    pub template: ChatTemplate,
+}
+
+/// Checks a model folder's files without touching a device: config, tokenizer, chat template,
+/// and every tensor the config implies (name, shape, dtype, size) in the weights' header. Bad
+/// input is then reported before a GPU is probed; `load` does not fail on files that pass.
+pub fn check(files: &ModelFiles, source: &str) -> Result<ModelInfo, Error> {
+    let (info, tensors) = parse(files, source)?;
+    // burn's parameters are lazy: this tree allocates no tensor memory.
+    let tree = info.config.build(&Device::flex());
+    for (name, shape) in weights::param_shapes(&tree) {
+        tensors
+            .view(&name, &shape)
+            .map_err(|e| Error::Input(format!("{source}/{WEIGHTS}: {e}")))?;
+    }
+    Ok(info)
+}
+
 /// Parses and checks a model folder's files; `source` (the folder) names them in errors.
 pub fn load(files: &ModelFiles, source: &str, device: &Device) -> Result<LoadedModel, Error> {
+    let (info, mut tensors) = parse(files, source)?;
+    let model = weights::fill(info.config.build(device), &mut tensors, device)
+        .map_err(|e| Error::Input(format!("{source}/{WEIGHTS}: {e}")))?;
+    Ok(LoadedModel {
+        config: info.config,
+        model,
+        tokenizer: info.tokenizer,
+        template: info.template,
+        tokenizer_config: files.tokenizer_config.clone(),
+    })
+}
+
+/// Everything but filling the parameters: shared by `check` and `load`.
+fn parse<'a>(
+    files: &'a ModelFiles,
+    source: &str,
+) -> Result<(ModelInfo, SafetensorsSource<'a>), Error> {
     let bad = |file: &str, message: String| Error::Input(format!("{source}/{file}: {message}"));
     let config = ModelConfig::from_json(&files.config).map_err(|e| bad(CONFIG, e))?;
     let tokenizer_config = match &files.tokenizer_config {
@@ -51,8 +91,9 @@ pub fn load(files: &ModelFiles, source: &str, device: &Device) -> Result<LoadedM
         ),
         None => None,
     };
+    // Its errors start with the name of the file at fault.
     let tokenizer = TextTokenizer::from_bytes(&files.tokenizer, tokenizer_config.as_deref())
-        .map_err(|e| bad(TOKENIZER, e))?;
+        .map_err(|e| Error::Input(format!("{source}/{e}")))?;
     if tokenizer.vocab_size() > config.vocab_size() {
         return Err(bad(
             TOKENIZER,
@@ -69,26 +110,40 @@ pub fn load(files: &ModelFiles, source: &str, device: &Device) -> Result<LoadedM
         }
         None => ChatTemplate::default_plain(),
     };
+    crate::io::header::check(&files.weights).map_err(|e| bad(WEIGHTS, e))?;
     let tensors = SafeTensors::deserialize(&files.weights)
         .map_err(|e| bad(WEIGHTS, format!("not a valid safetensors file: {e}")))?;
-    let mut source_tensors = SafetensorsSource { tensors };
-    let model = weights::fill(config.build(device), &mut source_tensors, device)
-        .map_err(|e| bad(WEIGHTS, e))?;
-    Ok(LoadedModel {
+    // Every layer has tensors of its own: a larger count is a broken config.json, and would
+    // otherwise build a module tree of that many layers before any shape is compared.
+    if config.layers() > tensors.len() {
+        let field = match config {
+            ModelConfig::Gpt2(_) => "n_layer",
+            ModelConfig::Llama(_) => "num_hidden_layers",
+        };
+        return Err(bad(
+            CONFIG,
+            format!(
+                "field `{field}`: {} layers, but {WEIGHTS} holds only {} tensors",
+                config.layers(),
+                tensors.len()
+            ),
+        ));
+    }
+    let info = ModelInfo {
         config,
-        model,
         tokenizer,
         template,
-        tokenizer_config: files.tokenizer_config.clone(),
-    })
+    };
+    Ok((info, SafetensorsSource { tensors }))
 }
 
 struct SafetensorsSource<'a> {
     tensors: SafeTensors<'a>,
 }
 
-impl ParamSource for SafetensorsSource<'_> {
-    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
+impl<'a> SafetensorsSource<'a> {
+    /// The tensor `name` if it is there with `shape` and a dtype we read.
+    fn view(&self, name: &str, shape: &[usize]) -> Result<TensorView<'a>, String> {
         // Checkpoints saved from a bare `GPT2Model` or `LlamaModel` lack the body's prefix.
         let bare = name
             .strip_prefix("transformer.")
@@ -105,6 +160,19 @@ impl ParamSource for SafetensorsSource<'_> {
                 view.shape()
             ));
         }
+        if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+            return Err(format!(
+                "tensor `{name}` has dtype {:?}; F32, F16 and BF16 are supported",
+                view.dtype()
+            ));
+        }
+        Ok(view)
+    }
+}
+
+impl ParamSource for SafetensorsSource<'_> {
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
+        let view = self.view(name, shape)?;
         let bytes = view.data();
         let values = match view.dtype() {
             Dtype::F32 => bytes
@@ -119,11 +187,7 @@ impl ParamSource for SafetensorsSource<'_> {
                 .chunks_exact(2)
                 .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
-            other => {
-                return Err(format!(
-                    "tensor `{name}` has dtype {other:?}; F32, F16 and BF16 are supported"
-                ));
-            }
+            _ => unreachable!("`view` admits F32, F16 and BF16 only"),
         };
         Ok(values)
     }

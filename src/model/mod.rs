@@ -89,16 +89,18 @@ impl ModelConfig {
     pub fn from_json(bytes: &[u8]) -> Result<ModelConfig, String> {
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| format!("line {}: {e}", e.line()))?;
-        let model_type = value
-            .get("model_type")
-            .ok_or("field `model_type` is missing (gpt2 or llama)")?
-            .as_str()
-            .ok_or("field `model_type` must be a string")?
-            .to_owned();
-        let fields = |e: serde_json::Error| format!("{e}");
+        // Without `model_type` (older GPT-2 configs) the file is read as GPT-2.
+        let model_type = match value.get("model_type") {
+            None => "gpt2".to_owned(),
+            Some(kind) => kind
+                .as_str()
+                .ok_or("field `model_type` must be a string")?
+                .to_owned(),
+        };
+        // Parsed again as the family's type, so that errors name the line and the field.
         let config = match model_type.as_str() {
-            "gpt2" => ModelConfig::Gpt2(serde_json::from_value(value).map_err(fields)?),
-            "llama" => ModelConfig::Llama(serde_json::from_value(value).map_err(fields)?),
+            "gpt2" => ModelConfig::Gpt2(crate::io::json::from_slice(bytes)?),
+            "llama" => ModelConfig::Llama(crate::io::json::from_slice(bytes)?),
             other => {
                 return Err(format!(
                     "field `model_type`: `{other}` is not supported (gpt2 or llama)"

@@ -161,3 +161,32 @@ impl ModuleVisitor for Collector {
         });
     }
 }
+
+/// Every float parameter's checkpoint name and shape, without initialising any: checking a
+/// file against a freshly built (lazy) tree allocates no tensor memory.
+pub fn param_shapes<M: Module>(model: &M) -> Vec<(String, Vec<usize>)> {
+    let mut shapes = Shapes::default();
+    model.visit(&mut shapes);
+    shapes.out
+}
+
+#[derive(Default)]
+struct Shapes {
+    path: Vec<String>,
+    out: Vec<(String, Vec<usize>)>,
+}
+
+impl ModuleVisitor for Shapes {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let shape = param.lazy_shape().dims::<D>().to_vec();
+        self.out.push((super::checkpoint_name(&self.path), shape));
+    }
+}

@@ -22,7 +22,9 @@ use crate::dpo::{self, Metrics, Phase, ReferenceLogps, logps};
 use crate::model::CausalLm;
 use order::DataOrder;
 
-/// What, besides weights and optimizer moments, a resumed run needs.
+/// What, besides weights and optimizer moments, a resumed run needs. The learning rate
+/// schedule is a function of `step`, and the data order (the only randomness in a step) of
+/// the seed and `cursor`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainerState {
     /// Steps done, SFT and DPO together.
@@ -123,6 +125,12 @@ impl Trainer {
         &self.config
     }
 
+    /// Steps done, SFT and DPO together.
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+
+    /// The state a checkpoint saves.
     pub fn state(&self) -> TrainerState {
         TrainerState {
             step: self.step,

@@ -1,11 +1,15 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+
 use burn::tensor::{Device, read_sync};
 use dpo::config::TrainConfig;
 use dpo::data::{ChatTemplate, TokenizedPair};
 use dpo::dpo::Metrics;
-use dpo::io::hf::LoadedModel;
+use dpo::io::hf::{self, LoadedModel};
 use dpo::run::SHIPPED_TRAIN;
 use dpo::session;
 use dpo::train::Trainer;
@@ -59,22 +63,64 @@ pub fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * a.abs().max(b.abs()).max(1.0)
 }
 
-/// What one run of the `dpo` binary did.
+/// Runs the `dpo` binary: (exit status, stdout, stderr). A panic's backtrace would show.
+pub fn dpo<S: AsRef<OsStr>>(args: &[S]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dpo"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes a fresh micro model folder (HF layout) to `dir`.
+pub fn write_model_folder(dir: &Path) {
+    let device = Device::flex();
+    let (model, _, _) = shipped_setup("micro", 16, &device);
+    let files = read_sync(hf::export(
+        &model.model,
+        &model.config,
+        &model.tokenizer,
+        None,
+    ))
+    .unwrap();
+    hf::write_dir(dir, &files, &[]).unwrap();
+}
+
+/// Rewrites the JSON header of the safetensors file at `path` with `edit`, keeping the data.
+pub fn edit_safetensors_header(
+    path: &Path,
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) {
+    let bytes = std::fs::read(path).unwrap();
+    let length = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + length]).unwrap();
+    edit(&mut header);
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&bytes[8 + length..]);
+    std::fs::write(path, out).unwrap();
+}
+
+/// What one run of the `dpo` binary did, by name.
 pub struct CliOutput {
     pub status: i32,
     pub stdout: String,
     pub stderr: String,
 }
 
-/// Runs the `dpo` binary built for these tests.
+/// [`dpo`] with its output in named fields.
 pub fn dpo_cli(args: &[&str]) -> CliOutput {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dpo"))
-        .args(args)
-        .output()
-        .unwrap();
+    let (status, stdout, stderr) = dpo(args);
     CliOutput {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        status,
+        stdout,
+        stderr,
     }
 }
