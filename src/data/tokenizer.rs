@@ -32,8 +32,9 @@ impl TextTokenizer {
         tokenizer_config: Option<&str>,
     ) -> Result<TextTokenizer, String> {
         // tokenizers 0.23 panics on some syntax errors inside a component (found by fuzzing:
-        // a broken string in `decoder`); a file that parses as JSON cannot reach that path.
-        serde_json::from_slice::<serde::de::IgnoredAny>(json)
+        // a broken string in `decoder`, an escape that is no Unicode code point); a file that
+        // parses as a JSON value, every string decoded, cannot reach that path.
+        serde_json::from_slice::<serde_json::Value>(json)
             .map_err(|e| format!("tokenizer.json: {e}"))?;
         let tokenizer = Tokenizer::from_bytes(json).map_err(|e| format!("tokenizer.json: {e}"))?;
         TextTokenizer::from_tokenizer(tokenizer, tokenizer_config)
