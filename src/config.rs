@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::dpo::loss::LossConfig;
-use crate::model::Preset;
+use crate::model::{Precision, Preset};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,6 +35,9 @@ pub struct TrainConfig {
     pub max_grad_norm: f64,
     /// Compute the reference log-probs once before DPO and keep one model in memory.
     pub precompute_ref: bool,
+    /// Dtype of the model's matrix products: `f32`, or `bf16` (mixed precision: weights,
+    /// optimizer state, norms, softmaxes and the loss stay in f32).
+    pub precision: String,
     pub loss: LossConfig,
 }
 
@@ -54,6 +57,7 @@ impl Default for TrainConfig {
             weight_decay: 0.01,
             max_grad_norm: 1.0,
             precompute_ref: false,
+            precision: "f32".into(),
             loss: LossConfig::default(),
         }
     }
@@ -94,6 +98,18 @@ impl TrainConfig {
         if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
             return Err("field `max_grad_norm`: must be a finite, non-negative number".into());
         }
+        if Precision::parse(&self.precision).is_none() {
+            return Err(format!(
+                "field `precision`: unknown precision `{}` (one of {})",
+                self.precision,
+                Precision::NAMES.join(", ")
+            ));
+        }
         self.loss.validate()
+    }
+
+    /// The matrix products' precision (f32 where the field does not name one).
+    pub fn precision(&self) -> Precision {
+        Precision::parse(&self.precision).unwrap_or_default()
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! `auto` trains on wgpu when a hardware GPU adapter exists and on burn's CPU backend (flex)
 //! otherwise: a software rasteriser (llvmpipe/lavapipe, SwiftShader, WARP) runs the GPU
-//! kernels far slower than flex runs the same math.
+//! kernels far slower than flex runs the same math. `cuda` exists in builds with the `cuda`
+//! feature; it is only ever chosen by name.
 
 use burn::tensor::wgpu::wgpu;
 use burn::tensor::{Device, DeviceKind};
@@ -14,14 +15,27 @@ pub enum Backend {
     Auto,
     Wgpu,
     Cpu,
+    Cuda,
 }
 
 impl Backend {
+    pub const NAMES: [&'static str; 4] = ["auto", "wgpu", "cpu", "cuda"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Wgpu => "wgpu",
+            Backend::Cpu => "cpu",
+            Backend::Cuda => "cuda",
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Backend> {
         match name {
             "auto" => Some(Backend::Auto),
             "wgpu" => Some(Backend::Wgpu),
             "cpu" => Some(Backend::Cpu),
+            "cuda" => Some(Backend::Cuda),
             _ => None,
         }
     }
@@ -40,6 +54,7 @@ pub fn select(backend: Backend) -> Result<Selected, Error> {
     };
     match backend {
         Backend::Cpu => Ok(cpu("requested with --backend cpu".into())),
+        Backend::Cuda => cuda(),
         Backend::Wgpu => {
             let adapter = adapters().into_iter().min_by_key(|a| rank(a.device_type));
             let Some(adapter) = adapter else {
@@ -68,6 +83,22 @@ pub fn select(backend: Backend) -> Result<Selected, Error> {
             }
         }
     }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda() -> Result<Selected, Error> {
+    Ok(Selected {
+        device: Device::cuda(0),
+        description: "backend: cuda on GPU 0 — requested with --backend cuda".into(),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda() -> Result<Selected, Error> {
+    Err(Error::Input(
+        "--backend cuda: this build has no CUDA backend (build with `cargo build --release --features cuda`)"
+            .into(),
+    ))
 }
 
 fn wgpu_device(adapter: &wgpu::AdapterInfo, why: &str) -> Selected {

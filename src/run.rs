@@ -143,6 +143,7 @@ pub fn train(
         resume,
     } = prepared;
     let (config, out) = (&job.config, &job.out);
+    config.precision().check(device).map_err(Error::Input)?;
     let autodiff = device.clone().autodiff();
     let mut model = match &base {
         Some(dir) => dir.load(&autodiff)?,

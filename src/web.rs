@@ -144,6 +144,10 @@ impl WebTrainer {
             .validate()
             .map_err(|e| JsError::new(&format!("settings: {e}")))?;
         let plain = device(&backend).await?;
+        config
+            .precision()
+            .check(&plain)
+            .map_err(|e| JsError::new(&format!("settings: {e}")))?;
         let autodiff = plain.clone().autodiff();
         let base = match model_files(&model)? {
             Some(files) => Some(

@@ -1,5 +1,6 @@
 //! Trainer properties on the CPU backend: gradient accumulation and precomputed reference
-//! log-probs change memory, not results; model folders round-trip exactly in HF layout.
+//! log-probs change memory, not results; bf16 products change results by bf16 rounding only;
+//! model folders round-trip exactly in HF layout.
 
 mod common;
 
@@ -63,6 +64,28 @@ fn precomputed_reference_equals_a_reference_model() {
         model[2].rewards_margins.unwrap().abs() > 0.0,
         "training moved the policy"
     );
+}
+
+#[test]
+fn bf16_products_track_f32_within_rounding() {
+    let f32 = dpo_metrics(|_| {});
+    let bf16 = dpo_metrics(|c| c.precision = "bf16".into());
+    for (x, y) in f32.iter().zip(&bf16) {
+        for (name, u, v, tolerance) in [
+            ("logps/chosen", x.logps_chosen, y.logps_chosen, 1e-2),
+            ("grad_norm", x.grad_norm, y.grad_norm, 5e-2),
+        ] {
+            let (u, v) = (u.unwrap(), v.unwrap());
+            assert!(
+                common::close(u, v, tolerance),
+                "{name} at step {}: f32 {u} vs bf16 {v}",
+                x.step
+            );
+        }
+    }
+    // Equal log-probs would mean the products never left f32.
+    let (u, v) = (f32[0].logps_chosen.unwrap(), bf16[0].logps_chosen.unwrap());
+    assert_ne!(u, v, "bf16 run computed exactly the f32 log-probs");
 }
 
 #[test]

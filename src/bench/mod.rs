@@ -21,7 +21,7 @@ use crate::config::TrainConfig;
 use crate::data::TokenizedPair;
 use crate::device::{self, Backend};
 use crate::model::weights::{self, RandomInit};
-use crate::model::{ModelConfig, Preset};
+use crate::model::{ModelConfig, Precision, Preset};
 use crate::train::{Trainer, TrainerState};
 
 mod memory;
@@ -139,70 +139,89 @@ impl Mode {
     }
 }
 
-fn backend_name(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Cpu => "cpu",
-        Backend::Wgpu => "wgpu",
-        Backend::Auto => "auto",
-    }
-}
-
-/// One measurement: a workload on a backend in a mode.
+/// One measurement: a workload on a backend in a mode and a precision.
 #[derive(Debug)]
 pub struct Case {
     pub workload: &'static Workload,
     pub backend: Backend,
     pub mode: Mode,
+    pub precision: Precision,
 }
 
 impl Case {
-    /// `workload/backend/mode`, the hidden `--case` argument of a child process.
+    /// `workload/backend/mode/precision`, the hidden `--case` argument of a child process.
     pub fn spec(&self) -> String {
         format!(
-            "{}/{}/{}",
+            "{}/{}/{}/{}",
             self.workload.name,
-            backend_name(self.backend),
-            self.mode.name()
+            self.backend.name(),
+            self.mode.name(),
+            self.precision.name()
         )
     }
 
+    /// Parses a spec; the precision may be left out (f32).
     pub fn parse(spec: &str) -> Result<Case, Error> {
-        let bad = || Error::Input(format!("--case `{spec}`: expected workload/backend/mode"));
+        let bad = || {
+            Error::Input(format!(
+                "--case `{spec}`: expected workload/backend/mode[/precision]"
+            ))
+        };
         let mut parts = spec.split('/');
         let mut next = || parts.next().ok_or_else(bad);
         let (workload, backend, mode) = (next()?, next()?, next()?);
+        let precision = match parts.next() {
+            Some(name) => Precision::parse(name).ok_or_else(bad)?,
+            None => Precision::F32,
+        };
         Ok(Case {
             workload: Workload::find(workload).ok_or_else(bad)?,
             backend: Backend::parse(backend)
                 .filter(|b| *b != Backend::Auto)
                 .ok_or_else(bad)?,
             mode: Mode::parse(mode).ok_or_else(bad)?,
+            precision,
         })
     }
 }
 
-/// The cases for comma-separated workload and mode names and a backend choice (`cpu`,
-/// `wgpu`, `all`; `None`: cpu, plus wgpu when a hardware GPU adapter exists).
-pub fn plan(workloads: &str, backend: Option<&str>, modes: &str) -> Result<Vec<Case>, Error> {
+/// The cases for comma-separated workload, mode and precision names and comma-separated
+/// backends (`cpu`, `wgpu`, `cuda`, or `all` this build has; `None`: cpu, plus wgpu when a
+/// hardware GPU adapter exists).
+pub fn plan(
+    workloads: &str,
+    backend: Option<&str>,
+    modes: &str,
+    precisions: &str,
+) -> Result<Vec<Case>, Error> {
     let names: Vec<_> = WORKLOADS.iter().map(|w| w.name).collect();
     let workloads = parse_list("--workloads", workloads, &names, Workload::find)?;
     let modes = parse_list("--modes", modes, &Mode::NAMES, Mode::parse)?;
+    let precisions = parse_list(
+        "--precision",
+        precisions,
+        &Precision::NAMES,
+        Precision::parse,
+    )?;
     let backends = match backend {
         None => default_backends(),
-        Some("all") => vec![Backend::Cpu, Backend::Wgpu],
-        Some(name) => parse_list("--backend", name, &["cpu", "wgpu", "all"], |n| {
+        Some("all") => all_backends(),
+        Some(name) => parse_list("--backend", name, &["cpu", "wgpu", "cuda", "all"], |n| {
             Backend::parse(n).filter(|b| *b != Backend::Auto)
         })?,
     };
     let mut cases = Vec::new();
     for &workload in &workloads {
         for &backend in &backends {
-            for &mode in &modes {
-                cases.push(Case {
-                    workload,
-                    backend,
-                    mode,
-                });
+            for &precision in &precisions {
+                for &mode in &modes {
+                    cases.push(Case {
+                        workload,
+                        backend,
+                        mode,
+                        precision,
+                    });
+                }
             }
         }
     }
@@ -227,6 +246,15 @@ fn parse_list<T>(
         true => Err(bad("no name given")),
         false => Ok(parsed),
     }
+}
+
+/// Every backend this build has.
+fn all_backends() -> Vec<Backend> {
+    let mut all = vec![Backend::Cpu, Backend::Wgpu];
+    if cfg!(feature = "cuda") {
+        all.push(Backend::Cuda);
+    }
+    all
 }
 
 fn default_backends() -> Vec<Backend> {
@@ -256,6 +284,8 @@ pub struct CaseResult {
     pub workload: String,
     pub backend: String,
     pub mode: String,
+    /// The matrix products' dtype (`f32`, `bf16`).
+    pub precision: String,
     /// The device as backend selection describes it (adapter name and API on wgpu).
     pub device: String,
     pub pairs: usize,
@@ -296,6 +326,9 @@ pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
     }
     let start_rss = memory::peak_rss_bytes();
     let selected = device::select(case.backend)?;
+    case.precision
+        .check(&selected.device)
+        .map_err(Error::Input)?;
     let device = selected.device.autodiff();
     let w = case.workload;
     let config = TrainConfig {
@@ -307,6 +340,7 @@ pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
         max_length: w.seq,
         warmup_steps: 0,
         precompute_ref: case.mode == Mode::Precomputed,
+        precision: case.precision.name().into(),
         ..TrainConfig::default()
     };
     let model_config = w.model_config();
@@ -347,8 +381,9 @@ pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
     let median = median(&times);
     Ok(CaseResult {
         workload: w.name.into(),
-        backend: backend_name(case.backend).into(),
+        backend: case.backend.name().into(),
         mode: case.mode.name().into(),
+        precision: case.precision.name().into(),
         device: selected.description,
         pairs: w.pairs,
         seq: w.seq,

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
-use super::{Case, CaseResult, Timing, backend_name};
+use super::{Case, CaseResult, Timing};
 
 /// A case's outcome: its measurements, or why it has none.
 #[derive(Clone, Debug, Serialize)]
@@ -16,6 +16,7 @@ pub enum Row {
         workload: String,
         backend: String,
         mode: String,
+        precision: String,
         error: String,
     },
 }
@@ -41,8 +42,9 @@ pub fn run_all(
 fn run_child(exe: &Path, case: &Case, timing: &Timing) -> Row {
     let failed = |error: String| Row::Failed {
         workload: case.workload.name.into(),
-        backend: backend_name(case.backend).into(),
+        backend: case.backend.name().into(),
         mode: case.mode.name().into(),
+        precision: case.precision.name().into(),
         error,
     };
     let numbers = [
@@ -101,10 +103,11 @@ fn last_error(stderr: &str) -> String {
     }
 }
 
-const HEADER: [&str; 7] = [
+const HEADER: [&str; 8] = [
     "workload",
     "backend",
     "mode",
+    "precision",
     "ms/step",
     "tokens/s",
     "peak MiB",
@@ -121,10 +124,11 @@ impl Row {
         };
         match self {
             Row::Measured(r) => format!(
-                "{:<10} {:<7} {:<12} {:>10.1} {:>11.0} {:>10} {:>12}",
+                "{:<10} {:<7} {:<12} {:<9} {:>10.1} {:>11.0} {:>10} {:>12}",
                 r.workload,
                 r.backend,
                 r.mode,
+                r.precision,
                 r.ms_per_step,
                 r.tokens_per_s,
                 mib(r.peak_bytes),
@@ -134,16 +138,18 @@ impl Row {
                 workload,
                 backend,
                 mode,
+                precision,
                 error,
-            } => format!("{workload:<10} {backend:<7} {mode:<12} failed: {error}"),
+            } => format!("{workload:<10} {backend:<7} {mode:<12} {precision:<9} failed: {error}"),
         }
     }
 }
 
 /// The rows as an aligned text table, then the devices they ran on.
 pub fn table(rows: &[Row]) -> String {
-    let [w, b, m, ms, tps, peak, largest] = HEADER;
-    let mut out = format!("{w:<10} {b:<7} {m:<12} {ms:>10} {tps:>11} {peak:>10} {largest:>12}\n");
+    let [w, b, m, p, ms, tps, peak, largest] = HEADER;
+    let mut out =
+        format!("{w:<10} {b:<7} {m:<12} {p:<9} {ms:>10} {tps:>11} {peak:>10} {largest:>12}\n");
     let mut devices: Vec<&str> = Vec::new();
     for row in rows {
         out += &row.line();

@@ -117,6 +117,9 @@ struct TrainArgs {
     /// Compute reference log-probs once before DPO and keep one model in memory.
     #[arg(long)]
     precompute_ref: bool,
+    /// Matrix products in f32 (default) or bf16 (mixed precision, on devices with bf16).
+    #[arg(long)]
+    precision: Option<String>,
     /// Seed for weights, data order and sampling.
     #[arg(long)]
     seed: Option<u64>,
@@ -144,8 +147,9 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct BackendArg {
-    /// auto: wgpu on a hardware GPU, else the CPU backend; wgpu; or cpu.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "wgpu", "cpu"])]
+    /// auto: wgpu on a hardware GPU, else the CPU backend; wgpu; cpu; or cuda (builds with
+    /// the `cuda` feature).
+    #[arg(long, default_value = "auto", value_parser = Backend::NAMES)]
     backend: String,
 }
 
@@ -315,6 +319,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
     set!(grad_accum = args.grad_accum);
     set!(max_length = args.max_length);
     set!(seed = args.seed);
+    set!(precision = args.precision.clone());
     config.precompute_ref |= args.precompute_ref;
     config.loss.reference_free |= args.reference_free;
     config.loss.length_normalize |= args.length_normalize;

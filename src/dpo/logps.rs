@@ -23,14 +23,16 @@ pub fn sequence_logps(model: &CausalLm, batch: &SequenceBatch) -> Tensor<1> {
     let hidden = hidden
         .reshape([sequences * positions, width])
         .select(0, batch.rows.clone());
-    let head = model.head().transpose();
+    let precision = model.precision();
+    let head = precision.operand(model.head().transpose());
     let vocab = head.dims()[1];
     let chunk = (MAX_CHUNK_LOGITS / vocab).max(1);
     let parts: Vec<Tensor<1>> = (0..scored)
         .step_by(chunk)
         .map(|start| {
             let len = chunk.min(scored - start);
-            let logits = hidden.clone().narrow(0, start, len).matmul(head.clone());
+            let chunk = hidden.clone().narrow(0, start, len);
+            let logits = precision.matmul(chunk, head.clone());
             token_logps(logits, batch.targets.clone().narrow(0, start, len))
         })
         .collect();

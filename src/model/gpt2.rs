@@ -14,6 +14,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
 
 use super::config::Gpt2Config;
+use super::precision::Precision;
 
 #[derive(Module, Debug)]
 pub struct Gpt2 {
@@ -21,6 +22,8 @@ pub struct Gpt2 {
     pub wpe: Embedding,
     pub h: Vec<Block>,
     pub ln_f: LayerNorm,
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 #[derive(Module, Debug)]
@@ -76,6 +79,7 @@ impl Gpt2 {
             wpe: EmbeddingConfig::new(config.n_positions, d).init(device),
             h: (0..config.n_layer).map(|_| block()).collect(),
             ln_f: norm(),
+            precision: Precision::F32,
         }
     }
 
@@ -85,7 +89,7 @@ impl Gpt2 {
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &ids.device()).reshape([1, seq]);
         let mut x = self.wte.forward(ids) + self.wpe.forward(positions);
         for block in &self.h {
-            x = block.forward(x);
+            x = block.forward(x, self.precision);
         }
         self.ln_f.forward(x)
     }
@@ -102,17 +106,26 @@ impl Gpt2 {
 }
 
 impl Block {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x));
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    fn forward(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), precision);
+        x.clone() + self.mlp.forward(self.ln_2.forward(x), precision)
+    }
+}
+
+/// burn's `Linear` (weight [d_in, d_out]) with its product in `precision`.
+fn linear(layer: &Linear, x: Tensor<3>, precision: Precision) -> Tensor<3> {
+    let y = precision.matmul(x, layer.weight.val().unsqueeze());
+    match &layer.bias {
+        Some(bias) => y + bias.val().unsqueeze(),
+        None => y,
     }
 }
 
 impl Attention {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
         let [batch, seq, d] = x.dims();
         let head_dim = d / self.n_head;
-        let qkv = self.c_attn.forward(x);
+        let qkv = linear(&self.c_attn, x, precision);
         let split = |i: usize| {
             qkv.clone()
                 .narrow(2, i * d, d)
@@ -127,20 +140,23 @@ impl Attention {
             is_causal: true,
         };
         let y = attention(split(0), split(1), split(2), None, None, options);
-        self.c_proj
-            .forward(y.swap_dims(1, 2).reshape([batch, seq, d]))
+        linear(
+            &self.c_proj,
+            y.swap_dims(1, 2).reshape([batch, seq, d]),
+            precision,
+        )
     }
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = self.c_fc.forward(x);
+    fn forward(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
+        let x = linear(&self.c_fc, x, precision);
         let x = if self.exact_gelu {
             gelu(x)
         } else {
             gelu_tanh(x)
         };
-        self.c_proj.forward(x)
+        linear(&self.c_proj, x, precision)
     }
 }
 

@@ -14,6 +14,8 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use super::precision::Precision;
+
 /// The fields of Hugging Face's `LlamaConfig` that change the computation; every other field
 /// of the file is kept in `extra` and written back unchanged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -152,6 +154,8 @@ pub struct Llama {
     pub lm_head: Option<Projection>,
     rope_theta: f64,
     max_positions: usize,
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 #[derive(Module, Debug)]
@@ -196,8 +200,8 @@ impl Projection {
         }
     }
 
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let y = x.matmul(self.weight.val().transpose().unsqueeze());
+    fn forward(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
+        let y = precision.matmul(x, self.weight.val().transpose().unsqueeze());
         match &self.bias {
             Some(bias) => y + bias.val().unsqueeze(),
             None => y,
@@ -246,6 +250,7 @@ impl Llama {
                 .then(|| Projection::new(d, config.vocab_size, false, device)),
             rope_theta: config.rope_theta(),
             max_positions: config.max_position_embeddings,
+            precision: Precision::F32,
         }
     }
 
@@ -257,7 +262,7 @@ impl Llama {
         let head_dim = self.layers.first().map_or(2, |l| l.self_attn.head_dim);
         let rope = Rope::new(seq, head_dim, self.rope_theta, &device);
         for layer in &self.layers {
-            x = layer.forward(x, &rope);
+            x = layer.forward(x, &rope, self.precision);
         }
         self.norm.forward(x)
     }
@@ -276,20 +281,23 @@ impl Llama {
 }
 
 impl Layer {
-    fn forward(&self, x: Tensor<3>, rope: &Rope) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, rope: &Rope, precision: Precision) -> Tensor<3> {
         let x = x.clone()
             + self
                 .self_attn
-                .forward(self.input_layernorm.forward(x), rope);
-        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+                .forward(self.input_layernorm.forward(x), rope, precision);
+        x.clone()
+            + self
+                .mlp
+                .forward(self.post_attention_layernorm.forward(x), precision)
     }
 }
 
 impl Attention {
-    fn forward(&self, x: Tensor<3>, rope: &Rope) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, rope: &Rope, precision: Precision) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
         let heads = |proj: &Projection, count: usize| {
-            proj.forward(x.clone())
+            proj.forward(x.clone(), precision)
                 .reshape([batch, seq, count, self.head_dim])
                 .swap_dims(1, 2)
         };
@@ -315,14 +323,16 @@ impl Attention {
         self.o_proj.forward(
             y.swap_dims(1, 2)
                 .reshape([batch, seq, self.heads * self.head_dim]),
+            precision,
         )
     }
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+    fn forward(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone(), precision));
+        self.down_proj
+            .forward(gate * self.up_proj.forward(x, precision), precision)
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod gpt2;
 pub mod llama;
+pub mod precision;
 pub mod weights;
 
 use burn::module::Module;
@@ -13,6 +14,7 @@ use burn::tensor::{Device, Int, Tensor};
 pub use config::{Gpt2Config, Preset};
 pub use gpt2::Gpt2;
 pub use llama::{Llama, LlamaConfig};
+pub use precision::Precision;
 
 /// A decoder-only language model of one of the supported families.
 #[derive(Module, Debug)]
@@ -30,6 +32,22 @@ impl CausalLm {
         }
     }
 
+    /// The dtype of the model's matrix products (not saved with the model).
+    pub fn precision(&self) -> Precision {
+        match self {
+            CausalLm::Gpt2(m) => m.precision,
+            CausalLm::Llama(m) => m.precision,
+        }
+    }
+
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        match &mut self {
+            CausalLm::Gpt2(m) => m.precision = precision,
+            CausalLm::Llama(m) => m.precision = precision,
+        }
+        self
+    }
+
     /// The output head [vocab, width]; logits are `hidden · headᵀ`.
     pub fn head(&self) -> Tensor<2> {
         match self {
@@ -43,7 +61,7 @@ impl CausalLm {
         let hidden = self.hidden(ids);
         let [batch, seq, width] = hidden.dims();
         let last = hidden.narrow(1, seq - 1, 1).reshape([batch, width]);
-        last.matmul(self.head().transpose())
+        self.precision().matmul(last, self.head().transpose())
     }
 
     /// Longest sequence the model's positions cover.

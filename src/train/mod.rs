@@ -100,9 +100,9 @@ impl Trainer {
         let order = DataOrder::new(config.seed, pairs.len(), state.cursor);
         Trainer {
             optim: optim::adamw(config.weight_decay),
+            policy: policy.with_precision(config.precision()),
             config,
             device,
-            policy,
             reference: None,
             precomputed: None,
             pairs,

@@ -16,12 +16,16 @@ pub struct BenchArgs {
     /// Workloads, separated by commas: micro (test-sized), tiny, small, gpt2-124m.
     #[arg(long, default_value = "tiny,small")]
     workloads: String,
-    /// cpu, wgpu or all. Default: cpu, plus wgpu when a hardware GPU adapter exists.
-    #[arg(long, value_parser = ["cpu", "wgpu", "all"])]
+    /// Backends, separated by commas: cpu, wgpu, cuda (builds with the `cuda` feature); or
+    /// all. Default: cpu, plus wgpu when a hardware GPU adapter exists.
+    #[arg(long)]
     backend: Option<String>,
     /// Reference modes, separated by commas: two-model, precomputed.
     #[arg(long, default_value = "two-model,precomputed")]
     modes: String,
+    /// Matrix-product precisions, separated by commas: f32, bf16 (devices with bf16).
+    #[arg(long, default_value = "f32")]
+    precision: String,
     /// Timed steps per case (the median is reported).
     #[arg(long, default_value_t = 10)]
     steps: usize,
@@ -34,7 +38,7 @@ pub struct BenchArgs {
     /// Print one JSON object per case on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
-    /// Run one case, workload/backend/mode, in this process (how `bench` runs each case).
+    /// Run one case, workload/backend/mode[/precision], in this process (how `bench` runs each case).
     #[arg(long, hide = true)]
     case: Option<String>,
 }
@@ -92,7 +96,12 @@ pub fn bench_cmd(args: BenchArgs) -> Result<(), Error> {
     if args.steps == 0 {
         return Err(Error::Input("--steps must be at least 1".into()));
     }
-    let cases = bench::plan(&args.workloads, args.backend.as_deref(), &args.modes)?;
+    let cases = bench::plan(
+        &args.workloads,
+        args.backend.as_deref(),
+        &args.modes,
+        &args.precision,
+    )?;
     let exe = std::env::current_exe()
         .map_err(|e| Error::Runtime(format!("cannot find this program to run cases: {e}")))?;
     let rows = bench::run_all(&exe, &cases, &timing, |row| match args.json {
