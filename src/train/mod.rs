@@ -184,7 +184,10 @@ impl Trainer {
     /// Freezes `reference` (normally the policy as SFT left it) and starts DPO with a fresh
     /// optimizer. With `precompute_ref` its log-probs are computed now and the model dropped.
     pub async fn start_dpo(&mut self, reference: CausalLm) -> Result<(), String> {
-        let reference = reference.no_grad();
+        // A reference loaded from a folder (a resumed run's sft/) computes as the policy does.
+        let reference = reference
+            .with_precision(self.config.precision())
+            .no_grad();
         if self.config.precompute_ref {
             self.precomputed = Some(self.precompute(&reference).await?);
         } else {
