@@ -31,13 +31,9 @@ impl Backend {
     }
 
     pub fn parse(name: &str) -> Option<Backend> {
-        match name {
-            "auto" => Some(Backend::Auto),
-            "wgpu" => Some(Backend::Wgpu),
-            "cpu" => Some(Backend::Cpu),
-            "cuda" => Some(Backend::Cuda),
-            _ => None,
-        }
+        [Backend::Auto, Backend::Wgpu, Backend::Cpu, Backend::Cuda]
+            .into_iter()
+            .find(|b| b.name() == name)
     }
 }
 

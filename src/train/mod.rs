@@ -185,9 +185,7 @@ impl Trainer {
     /// optimizer. With `precompute_ref` its log-probs are computed now and the model dropped.
     pub async fn start_dpo(&mut self, reference: CausalLm) -> Result<(), String> {
         // A reference loaded from a folder (a resumed run's sft/) computes as the policy does.
-        let reference = reference
-            .with_precision(self.config.precision())
-            .no_grad();
+        let reference = reference.with_precision(self.config.precision()).no_grad();
         if self.config.precompute_ref {
             self.precomputed = Some(self.precompute(&reference).await?);
         } else {
