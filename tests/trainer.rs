@@ -4,7 +4,7 @@
 
 mod common;
 
-use burn::tensor::{Device, read_sync};
+use burn::tensor::Device;
 use dpo::config::TrainConfig;
 use dpo::dpo::Metrics;
 use dpo::io::hf;
@@ -119,13 +119,7 @@ fn model_folders_use_hf_names_and_round_trip_exactly() {
         "GPT-2 has 4 + 12 tensors per layer"
     );
 
-    let files = read_sync(hf::export(
-        &model.model,
-        &model.config,
-        &model.tokenizer,
-        None,
-    ))
-    .unwrap();
+    let files = common::export_files(&model);
     let loaded = hf::load(&files, "roundtrip", &device).unwrap();
     for (a, b) in named_tensors(&model.model)
         .into_iter()

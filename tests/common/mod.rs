@@ -77,18 +77,22 @@ pub fn dpo<S: AsRef<OsStr>>(args: &[S]) -> (i32, String, String) {
     )
 }
 
-/// Writes a fresh micro model folder (HF layout) to `dir`.
-pub fn write_model_folder(dir: &Path) {
-    let device = Device::flex();
-    let (model, _, _) = shipped_setup("micro", 16, &device);
-    let files = read_sync(hf::export(
+/// A model's Hugging Face folder files (its tokenizer config left out).
+pub fn export_files(model: &LoadedModel) -> hf::ModelFiles {
+    read_sync(hf::export(
         &model.model,
         &model.config,
         &model.tokenizer,
         None,
     ))
-    .unwrap();
-    hf::write_dir(dir, &files, &[]).unwrap();
+    .unwrap()
+}
+
+/// Writes a fresh micro model folder (HF layout) to `dir`.
+pub fn write_model_folder(dir: &Path) {
+    let device = Device::flex();
+    let (model, _, _) = shipped_setup("micro", 16, &device);
+    hf::write_dir(dir, &export_files(&model), &[]).unwrap();
 }
 
 /// Rewrites the JSON header of the safetensors file at `path` with `edit`, keeping the data.
