@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The PyTorch side of `dpo bench`: DESIGN.md's workloads, the same DPO step, the same report.
+"""The PyTorch side of `dpo bench`: the workloads of BENCHMARKS.md, the same DPO step, the same report.
 
     python scripts/bench_torch.py [--workloads tiny,small] [--device cpu,cuda]
         [--modes two-model,precomputed] [--steps 10] [--warmup 3]

@@ -20,8 +20,8 @@ if [ "$have" != "$want" ]; then
 fi
 command -v wasm-pack >/dev/null || cargo install wasm-pack
 
-# --no-opt: Debian's wasm-opt (binaryen 108) breaks current wasm-bindgen output (see
-# FINDINGS.md). .cargo/config.toml sets the wasm rustflags (simd128, getrandom backend).
+# --no-opt: Debian's wasm-opt (binaryen 108) breaks current wasm-bindgen output (the wasm
+# then fails to load with an externref table error). .cargo/config.toml sets the wasm rustflags (simd128, getrandom backend).
 wasm-pack build --target web --release --no-opt --out-dir www/pkg --no-typescript
 
 # npm ci starts from an empty node_modules: skip it when the installed tree already matches.

@@ -10,7 +10,7 @@ use crate::model::{Precision, Preset};
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     /// Model size when training from scratch (`micro`, `tiny`, `small`, `gpt2-124m`).
-    pub preset: String,
+    pub preset: Preset,
     /// Seeds the weights, the data order and sampling: a run repeats exactly on one backend.
     pub seed: u64,
     /// Supervised fine-tuning steps on prompt + chosen before DPO.
@@ -37,14 +37,14 @@ pub struct TrainConfig {
     pub precompute_ref: bool,
     /// Dtype of the model's matrix products: `f32`, or `bf16` (mixed precision: weights,
     /// optimizer state, norms, softmaxes and the loss stay in f32).
-    pub precision: String,
+    pub precision: Precision,
     pub loss: LossConfig,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            preset: "tiny".into(),
+            preset: Preset::Tiny,
             seed: 42,
             sft_steps: 300,
             steps: 200,
@@ -57,7 +57,7 @@ impl Default for TrainConfig {
             weight_decay: 0.01,
             max_grad_norm: 1.0,
             precompute_ref: false,
-            precision: "f32".into(),
+            precision: Precision::F32,
             loss: LossConfig::default(),
         }
     }
@@ -66,13 +66,6 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Checks every field; the message names the offending one.
     pub fn validate(&self) -> Result<(), String> {
-        if Preset::parse(&self.preset).is_none() {
-            return Err(format!(
-                "field `preset`: unknown preset `{}` (one of {})",
-                self.preset,
-                Preset::NAMES.join(", ")
-            ));
-        }
         if self.batch == 0 {
             return Err("field `batch`: must be at least 1".into());
         }
@@ -98,18 +91,6 @@ impl TrainConfig {
         if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
             return Err("field `max_grad_norm`: must be a finite, non-negative number".into());
         }
-        if Precision::parse(&self.precision).is_none() {
-            return Err(format!(
-                "field `precision`: unknown precision `{}` (one of {})",
-                self.precision,
-                Precision::NAMES.join(", ")
-            ));
-        }
         self.loss.validate()
-    }
-
-    /// The matrix products' precision (f32 where the field does not name one).
-    pub fn precision(&self) -> Precision {
-        Precision::parse(&self.precision).unwrap_or_default()
     }
 }

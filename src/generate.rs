@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::tokenizer::TextTokenizer;
 use crate::model::CausalLm;
+use crate::task::Lexicon;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -34,22 +35,61 @@ impl Default for SamplingConfig {
     }
 }
 
-/// Continues `prompt` until EOS or `max_new_tokens`, returning only the new text.
-pub async fn generate(
+/// One sampled continuation: its text and ids, and the text's reward under the shipped task's
+/// ground truth (`task::Lexicon`; meaningful on that task, a word count of its lexicon elsewhere).
+#[derive(Clone, Debug, Serialize)]
+pub struct Generation {
+    pub prompt: String,
+    /// The new text only, without the EOS that ended it.
+    pub text: String,
+    pub reward: f32,
+    #[serde(skip)]
+    pub sample: Sample,
+}
+
+/// Samples `per_prompt` continuations of every prompt, decodes and scores each. Sample `k` of
+/// prompt `i` uses seed `sampling.seed + i * per_prompt + k`, so two models sampled with the
+/// same settings differ only by the model. The one sampling loop behind the generations before
+/// and after DPO, `dpo generate` and the reward-vs-KL experiment.
+pub async fn sample_and_score(
     model: &CausalLm,
     tokenizer: &TextTokenizer,
-    prompt: &str,
-    config: &SamplingConfig,
+    prompts: &[String],
+    per_prompt: usize,
+    sampling: &SamplingConfig,
     device: &Device,
-) -> Result<String, String> {
-    let sample = sample_ids(model, tokenizer, prompt, config, device).await?;
-    let new = &sample.ids[sample.prompt_len..];
-    let text = new.strip_suffix(&[tokenizer.eos_id()]).unwrap_or(new);
-    Ok(tokenizer.decode(text))
+) -> Result<Vec<Generation>, String> {
+    let lexicon = Lexicon::shipped();
+    let mut out = Vec::with_capacity(prompts.len() * per_prompt);
+    for (i, prompt) in prompts.iter().enumerate() {
+        for k in 0..per_prompt {
+            let config = SamplingConfig {
+                seed: sampling.seed + (i * per_prompt + k) as u64,
+                ..sampling.clone()
+            };
+            let sample = sample_ids(model, tokenizer, prompt, &config, device).await?;
+            let new = &sample.ids[sample.prompt_len..];
+            let text = tokenizer.decode(new.strip_suffix(&[tokenizer.eos_id()]).unwrap_or(new));
+            out.push(Generation {
+                prompt: prompt.clone(),
+                reward: lexicon.reward(&text),
+                text,
+                sample,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The mean reward of `generations` (0 when there are none).
+pub fn mean_reward(generations: &[Generation]) -> f64 {
+    let total: f64 = generations.iter().map(|g| g.reward as f64).sum();
+    total / generations.len().max(1) as f64
 }
 
 /// A sampled sequence: the prompt's ids, then the new ones (ending in EOS when the model
 /// stopped by itself).
+#[derive(Clone, Debug)]
 pub struct Sample {
     pub ids: Vec<u32>,
     pub prompt_len: usize,
@@ -57,7 +97,7 @@ pub struct Sample {
 
 /// Samples a continuation of `prompt` as token ids, so that callers can score exactly what
 /// was sampled (decoding and re-encoding need not give the same ids back).
-pub async fn sample_ids(
+async fn sample_ids(
     model: &CausalLm,
     tokenizer: &TextTokenizer,
     prompt: &str,

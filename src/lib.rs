@@ -7,13 +7,16 @@
 //! - `data`: preference pairs (JSONL in TRL's three formats), tokenizers, TRL's tokenization.
 //! - `model`: GPT-2 and the Llama family with Hugging Face parameter names.
 //! - `dpo`: completion log-probs, the DPO loss family, implicit rewards and metrics.
-//! - `train`: the Trainer (SFT then DPO), AdamW as PyTorch has it, evaluation.
-//! - `generate`: sampling text.
-//! - `io`: Hugging Face model folders, atomic writes.
-//! - `task`: the shipped task's ground-truth reward.
-//! - `session`: turning pairs and settings into a model, tokenizer and tokenized pairs.
-//! - `bench`: DESIGN.md's workloads timed through the Trainer (native).
+//! - `train`: the one run driver (`train::Run`: SFT, reference, DPO, generations, evaluation)
+//!   and its setup from settings, a model source and pair files; AdamW as PyTorch has it.
+//! - `generate`: sampling and scoring text.
+//! - `io`: Hugging Face model folders, atomic writes, checkpoints.
+//! - `task`: the shipped task: its pairs and its ground-truth reward.
+//! - `jobs`: the command line's jobs: a run folder around the driver, `eval`, `generate` (native).
+//! - `bench`: the benchmark workloads timed through the driver (native).
 //! - `frontier`: the reward-vs-KL experiment on the shipped task (native).
+//!
+//! ARCHITECTURE.md at the repository's root draws the layers and follows one training step.
 
 pub mod config;
 pub mod data;
@@ -21,7 +24,6 @@ pub mod dpo;
 pub mod generate;
 pub mod io;
 pub mod model;
-pub mod session;
 pub mod task;
 pub mod train;
 
@@ -32,7 +34,7 @@ pub mod device;
 #[cfg(not(target_family = "wasm"))]
 pub mod frontier;
 #[cfg(not(target_family = "wasm"))]
-pub mod run;
+pub mod jobs;
 #[cfg(target_family = "wasm")]
 pub mod web;
 
@@ -46,6 +48,9 @@ pub enum Error {
     Data(#[from] data::DataError),
     #[error("{0}")]
     Runtime(String),
+    /// Training produced a NaN or an infinity (exit 1, as `Runtime`).
+    #[error("{0}")]
+    Diverged(String),
 }
 
 impl Error {

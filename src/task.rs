@@ -12,6 +12,21 @@
 
 use std::collections::HashMap;
 
+/// The task's training pairs, `(file name, contents)`, embedded so that `dpo train` and the
+/// examples work from any folder. Not in the browser build: the page fetches its samples.
+#[cfg(not(target_family = "wasm"))]
+pub const SHIPPED_TRAIN: (&str, &str) = (
+    "examples/data/train.jsonl",
+    include_str!("../examples/data/train.jsonl"),
+);
+
+/// The task's held-out pairs, likewise.
+#[cfg(not(target_family = "wasm"))]
+pub const SHIPPED_HELDOUT: (&str, &str) = (
+    "examples/data/heldout.jsonl",
+    include_str!("../examples/data/heldout.jsonl"),
+);
+
 /// Word weights of the task's ground-truth reward.
 #[derive(Clone, Debug)]
 pub struct Lexicon {

@@ -1,23 +1,23 @@
 //! The browser's API: one stateful `WebTrainer` driven from a module Web Worker
 //! (`www/worker.js`), in the manner of candle's wasm examples.
 //!
-//! Settings come in as a plain JS object with `TrainConfig`'s field names; metrics go out as
-//! plain objects with the names of DESIGN.md. Every device read is awaited: a browser cannot
-//! block, so nothing here calls a synchronous read.
+//! Settings come in as a plain JS object with `TrainConfig`'s field names; events go out as
+//! plain objects, metrics with the names of metrics.jsonl. Every device read is awaited: a
+//! browser cannot block, so nothing here calls a synchronous read.
 
 use std::cell::RefCell;
 
 use burn::tensor::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::config::TrainConfig;
-use crate::data::{self, ChatTemplate, PreferencePair, TokenizedPair};
-use crate::generate::{SamplingConfig, generate};
-use crate::io::hf::{self, LoadedModel, ModelFiles};
-use crate::session;
-use crate::train::eval::evaluate;
-use crate::train::{Trainer, TrainerState};
+use crate::data::{self, ChatTemplate};
+use crate::dpo::Metrics;
+use crate::dpo::logps::MAX_CHUNK_LOGITS;
+use crate::io::hf::{self, ModelFiles};
+use crate::model::Preset;
+use crate::train::{self, ModelSource, PairsFile, Report, Run, RunSpec, Start, When, Work};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -100,135 +100,163 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
         .map_err(|e| JsError::new(&e.to_string()))
 }
 
-fn parse(
-    name: &str,
-    bytes: &[u8],
-    template: &ChatTemplate,
-) -> Result<Vec<PreferencePair>, JsError> {
-    data::parse_pairs(name, bytes, template).map_err(|e| JsError::new(&e.to_string()))
+/// Numbers the page takes from the library rather than copying them: every preset's shape
+/// `{name: {vocab, width, layers, heads, positions}}`, the language-model head's chunk size in
+/// logits, and the names of a metrics object's fields.
+#[wasm_bindgen]
+pub fn facts() -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    struct Shape {
+        vocab: usize,
+        width: usize,
+        layers: usize,
+        heads: usize,
+        positions: usize,
+    }
+    #[derive(Serialize)]
+    struct Facts {
+        presets: std::collections::BTreeMap<&'static str, Shape>,
+        max_chunk_logits: usize,
+        metrics: &'static [&'static str],
+    }
+    let presets = Preset::shapes()
+        .into_iter()
+        .map(|(name, [vocab, width, layers, heads, positions])| {
+            let shape = Shape {
+                vocab,
+                width,
+                layers,
+                heads,
+                positions,
+            };
+            (name, shape)
+        })
+        .collect();
+    to_js(&Facts {
+        presets,
+        max_chunk_logits: MAX_CHUNK_LOGITS,
+        metrics: &Metrics::NAMES,
+    })
 }
 
+/// One training run ([`Run`], the driver every front end shares) on one backend. The worker
+/// calls `next` until it returns null and posts each event to the page.
 #[wasm_bindgen]
 pub struct WebTrainer {
-    device: Device,
-    model: LoadedModel,
-    trainer: Trainer,
-    eval_pairs: Vec<TokenizedPair>,
-    eval_prompts: Vec<String>,
+    run: Run,
     backend: String,
+}
+
+/// The parts of `WebTrainer.create`'s spec that are plain data.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct SpecOptions {
+    settings: Option<TrainConfig>,
+    report: Option<Report>,
 }
 
 #[wasm_bindgen]
 impl WebTrainer {
-    /// A trainer on `backend` ("webgpu" or "cpu") with `options` (a partial `TrainConfig`),
-    /// training pairs and optional held-out pairs (JSONL bytes; without them the last tenth of
-    /// the training file is held out). With `model` (an object of Hugging Face folder files:
-    /// `config.json`, `model.safetensors`, `tokenizer.json`, optional
-    /// `tokenizer_config.json`, as Uint8Arrays) training starts from that model.
-    pub async fn create(
-        backend: String,
-        options: JsValue,
-        train_name: String,
-        train: Vec<u8>,
-        eval_name: Option<String>,
-        eval: Option<Vec<u8>>,
-        model: JsValue,
-    ) -> Result<WebTrainer, JsError> {
-        let config: TrainConfig = if options.is_undefined() || options.is_null() {
-            TrainConfig::default()
-        } else {
-            serde_wasm_bindgen::from_value(options)
-                .map_err(|e| JsError::new(&format!("settings: {e}")))?
+    /// A run on `backend` ("webgpu" or "cpu") from `spec`: `{settings?, report?, train: {name,
+    /// bytes}, heldout?: {name, bytes}, model?}`. `settings` is a partial `TrainConfig`;
+    /// `report` says how many held-out prompts to sample (`prompts`, `max_new_tokens`) and how
+    /// many held-out pairs to evaluate (`eval_pairs`); without `heldout` the last tenth of the
+    /// training pairs is held out. `model` (Hugging Face folder files: `config.json`,
+    /// `model.safetensors`, `tokenizer.json`, optional `tokenizer_config.json`, as
+    /// Uint8Arrays) starts training from that model instead of a fresh `preset` one.
+    pub async fn create(backend: String, spec: JsValue) -> Result<WebTrainer, JsError> {
+        let get = |name: &str| {
+            js_sys::Reflect::get(&spec, &name.into())
+                .ok()
+                .filter(|v| !v.is_undefined() && !v.is_null())
         };
+        let plain = js_sys::Object::new();
+        for name in ["settings", "report"] {
+            if let Some(value) = get(name) {
+                let _ = js_sys::Reflect::set(&plain, &name.into(), &value);
+            }
+        }
+        let options: SpecOptions = serde_wasm_bindgen::from_value(plain.into())
+            .map_err(|e| JsError::new(&format!("settings: {e}")))?;
+        let file = |value: JsValue| -> Result<PairsFile, JsError> {
+            let field = |name: &str| js_sys::Reflect::get(&value, &name.into()).ok();
+            let name = field("name").and_then(|v| v.as_string());
+            let bytes = field("bytes").filter(|v| v.is_object());
+            match (name, bytes) {
+                (Some(name), Some(bytes)) => Ok(PairsFile::new(
+                    name,
+                    js_sys::Uint8Array::new(&bytes).to_vec(),
+                )),
+                _ => Err(JsError::new("a pairs file needs a name and bytes")),
+            }
+        };
+        let train = get("train").ok_or_else(|| JsError::new("no training pairs given"))?;
+        let model = match model_files(get("model"))? {
+            Some(files) => ModelSource::Folder {
+                name: "model".into(),
+                files,
+            },
+            None => ModelSource::Preset,
+        };
+        let config = options.settings.unwrap_or_default();
         config
             .validate()
             .map_err(|e| JsError::new(&format!("settings: {e}")))?;
-        let plain = device(&backend).await?;
-        config
-            .precision()
-            .check(&plain)
-            .map_err(|e| JsError::new(&format!("settings: {e}")))?;
-        let autodiff = plain.clone().autodiff();
-        let base = match model_files(&model)? {
-            Some(files) => Some(
-                hf::load(&files, "model", &autodiff).map_err(|e| JsError::new(&e.to_string()))?,
-            ),
-            None => None,
-        };
-        let template = base
-            .as_ref()
-            .map(|m| m.template.clone())
-            .unwrap_or_else(ChatTemplate::default_plain);
-        let mut train_pairs = parse(&train_name, &train, &template)?;
-        let eval_raw = match (eval_name, eval) {
-            (Some(name), Some(bytes)) => parse(&name, &bytes, &template)?,
-            _ => {
-                let keep = train_pairs.len() - train_pairs.len() / 10;
-                train_pairs.split_off(keep.max(1))
-            }
-        };
-        let model = match base {
-            Some(model) => model,
-            None => session::from_scratch(&train_pairs, &config, &autodiff)
-                .map_err(|e| JsError::new(&e.to_string()))?,
-        };
-        let tokenized = session::tokenize(&model, &train_name, &train_pairs, config.max_length)
-            .map_err(|e| JsError::new(&e.to_string()))?;
-        let eval_pairs = session::tokenize(&model, "held-out", &eval_raw, config.max_length)
-            .map_err(|e| JsError::new(&e.to_string()))?;
-        let eval_prompts = data::distinct_prompts(&eval_raw)
-            .into_iter()
-            .map(String::from)
-            .collect();
-        let pad = model.tokenizer.eos_id();
-        let trainer = Trainer::new(
-            model.model.clone(),
-            tokenized,
-            pad,
+        let prepared = train::prepare(RunSpec {
             config,
-            autodiff,
-            TrainerState::default(),
-        );
-        Ok(WebTrainer {
-            device: plain,
             model,
-            trainer,
-            eval_pairs,
-            eval_prompts,
-            backend,
+            train: file(train)?,
+            heldout: get("heldout").map(file).transpose()?,
+            report: options.report.unwrap_or_default(),
         })
+        .map_err(js_error)?;
+        let device = device(&backend).await?;
+        let run = prepared.start(&device, Start::Fresh).map_err(js_error)?;
+        Ok(WebTrainer { run, backend })
     }
 
-    /// Runs one step (SFT or DPO; the switch to DPO freezes the reference first) and returns
-    /// its metrics object.
-    pub async fn step(&mut self) -> Result<JsValue, JsError> {
-        if self.trainer.is_done() {
-            return Err(JsError::new("training is finished"));
+    /// What the next `next` does: `{work: 'step', phase}`, `{work: 'generate', when}`, or
+    /// `{work}` of `freeze`, `finish`, `evaluate`, `done`.
+    #[wasm_bindgen(getter)]
+    pub fn upcoming(&self) -> Result<JsValue, JsError> {
+        #[derive(Serialize)]
+        struct Upcoming {
+            work: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            phase: Option<&'static str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            when: Option<When>,
         }
-        let metrics = self.trainer.advance().await.map_err(|e| JsError::new(&e))?;
-        if !metrics.loss.is_finite() {
-            return Err(JsError::new(&format!(
-                "the loss became {} at step {}: training stopped; try a lower learning rate",
-                metrics.loss, metrics.step
-            )));
+        let (work, phase, when) = match self.run.upcoming() {
+            Work::Step(phase) => ("step", Some(phase.name()), None),
+            Work::Generate(when) => ("generate", None, Some(when)),
+            Work::Freeze => ("freeze", None, None),
+            Work::Finish => ("finish", None, None),
+            Work::Evaluate => ("evaluate", None, None),
+            Work::Done => ("done", None, None),
+        };
+        to_js(&Upcoming { work, phase, when })
+    }
+
+    /// Does the upcoming work and returns its event, as the worker posts it to the page:
+    /// `{type: 'metrics', metrics}`, `{type: 'generations', when, items: [{prompt, text,
+    /// reward}]}`, `{type: 'frozen', from_policy}`, `{type: 'trained'}`, `{type: 'evaluation',
+    /// metrics, margins}`; null when the run is over.
+    pub async fn next(&mut self) -> Result<JsValue, JsError> {
+        match self.run.next().await.map_err(js_error)? {
+            Some(event) => to_js(&event),
+            None => Ok(JsValue::NULL),
         }
-        to_js(&metrics)
     }
 
     #[wasm_bindgen(getter)]
     pub fn done(&self) -> bool {
-        self.trainer.is_done()
-    }
-
-    /// "sft" or "dpo": the phase of the next step.
-    #[wasm_bindgen(getter)]
-    pub fn phase(&self) -> String {
-        format!("{:?}", self.trainer.phase()).to_lowercase()
+        self.run.is_done()
     }
 
     #[wasm_bindgen(getter, js_name = totalSteps)]
     pub fn total_steps(&self) -> usize {
-        self.trainer.total_steps()
+        self.run.total_steps()
     }
 
     #[wasm_bindgen(getter)]
@@ -236,73 +264,9 @@ impl WebTrainer {
         self.backend.clone()
     }
 
-    /// Distinct held-out prompts, for the generations panel.
-    #[wasm_bindgen(getter, js_name = heldOutPrompts)]
-    pub fn held_out_prompts(&self) -> Vec<String> {
-        self.eval_prompts.clone()
-    }
-
-    /// Continues `prompt` with the current policy.
-    pub async fn generate(
-        &self,
-        prompt: String,
-        max_new_tokens: usize,
-        seed: u64,
-    ) -> Result<String, JsError> {
-        let config = SamplingConfig {
-            max_new_tokens,
-            seed,
-            ..SamplingConfig::default()
-        };
-        let policy = burn::module::Module::valid(self.trainer.policy());
-        generate(
-            &policy,
-            &self.model.tokenizer,
-            &prompt,
-            &config,
-            &self.device,
-        )
-        .await
-        .map_err(|e| JsError::new(&e))
-    }
-
-    /// Held-out metrics of the policy against the reference: `{metrics, margins: [per pair]}`.
-    pub async fn evaluate(&self) -> Result<JsValue, JsError> {
-        let Some(reference) = self.trainer.reference() else {
-            return Err(JsError::new(
-                "no reference yet: evaluation needs the DPO phase",
-            ));
-        };
-        let valid = |m: &crate::model::CausalLm| burn::module::Module::valid(m);
-        let (metrics, margins) = evaluate(
-            &valid(self.trainer.policy()),
-            &valid(reference),
-            &self.eval_pairs,
-            self.model.tokenizer.eos_id(),
-            &self.trainer.config().loss,
-            self.trainer.config().batch,
-            &self.device,
-        )
-        .await
-        .map_err(|e| JsError::new(&e))?;
-        #[derive(Serialize)]
-        struct Evaluation {
-            metrics: crate::dpo::Metrics,
-            margins: Vec<f32>,
-        }
-        to_js(&Evaluation { metrics, margins })
-    }
-
     /// The policy as a Hugging Face folder: `{"config.json": Uint8Array, ...}`.
     pub async fn export(&self) -> Result<js_sys::Object, JsError> {
-        let files = hf::export(
-            self.trainer.policy(),
-            &self.model.config,
-            &self.model.tokenizer,
-            self.model.tokenizer_config.as_deref(),
-        )
-        .await
-        .map_err(|e| JsError::new(&e.to_string()))?;
+        let files = self.run.export().await.map_err(js_error)?;
         let out = js_sys::Object::new();
         let set = |name: &str, bytes: &[u8]| {
             let _ = js_sys::Reflect::set(&out, &name.into(), &js_sys::Uint8Array::from(bytes));
@@ -317,13 +281,17 @@ impl WebTrainer {
     }
 }
 
+fn js_error(error: crate::Error) -> JsError {
+    JsError::new(&error.to_string())
+}
+
 /// Reads an optional JS object of model folder files.
-fn model_files(value: &JsValue) -> Result<Option<ModelFiles>, JsError> {
-    if value.is_undefined() || value.is_null() {
+fn model_files(value: Option<JsValue>) -> Result<Option<ModelFiles>, JsError> {
+    let Some(value) = value else {
         return Ok(None);
-    }
+    };
     let get = |name: &str| -> Option<Vec<u8>> {
-        js_sys::Reflect::get(value, &name.into())
+        js_sys::Reflect::get(&value, &name.into())
             .ok()
             .filter(|v| !v.is_undefined() && !v.is_null())
             .map(|v| js_sys::Uint8Array::new(&v).to_vec())

@@ -5,21 +5,13 @@ mod common;
 
 use burn::tensor::Device;
 use dpo::dpo::Metrics;
-use dpo::train::{Trainer, TrainerState};
+use dpo::model::Preset;
+use dpo::train::Start;
 
 fn run_steps(device: Device) -> Vec<Metrics> {
-    let autodiff = device.autodiff();
-    let (model, pairs, config) = common::shipped_setup("micro", 16, &autodiff);
-    let pad = model.tokenizer.eos_id();
-    let mut trainer = Trainer::new(
-        model.model,
-        pairs,
-        pad,
-        config,
-        autodiff,
-        TrainerState::default(),
-    );
-    common::run_to_end(&mut trainer)
+    let prepared = common::shipped_run(common::small_config(Preset::Micro), 16);
+    let mut run = prepared.start(&device, Start::Fresh).unwrap();
+    common::run_to_end(&mut run)
 }
 
 #[test]

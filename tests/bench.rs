@@ -36,7 +36,7 @@ fn bench_prints_one_json_line_per_case() {
         assert!(row["loss"].as_f64().is_some_and(f64::is_finite), "{row}");
         let ms = positive(row, "ms_per_step");
         let tokens = positive(row, "tokens_per_s");
-        // DESIGN.md's unit: 2 x pairs x seq tokens per step (micro: 4 pairs of 64 tokens).
+        // The benchmark's unit: 2 x pairs x seq tokens per step (micro: 4 pairs of 64 tokens).
         let expected = 2.0 * 4.0 * 64.0 / (ms / 1e3);
         assert!((tokens - expected).abs() <= 0.01 * expected + 1.0, "{row}");
         if cfg!(unix) {

@@ -31,14 +31,8 @@ fn export_is_identical(family: &str) {
     let device = Device::flex();
     let dir = fixture(family);
     let files = hf::read_dir(&dir).unwrap();
-    let loaded = hf::load(&files, family, &device).unwrap();
-    let exported = read_sync(hf::export(
-        &loaded.model,
-        &loaded.config,
-        &loaded.tokenizer,
-        loaded.tokenizer_config.as_deref(),
-    ))
-    .unwrap();
+    let (info, model) = hf::load(&files, family, &device).unwrap();
+    let exported = read_sync(hf::export(&model, &info)).unwrap();
     let (ours, theirs) = (tensors(&exported.weights), tensors(&files.weights));
     assert_eq!(
         ours.keys().collect::<Vec<_>>(),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData, read_sync};
 use dpo::io::hf;
+use dpo::model::CausalLm;
 use serde_json::Value;
 
 const METRICS: [&str; 7] = [
@@ -92,13 +93,13 @@ fn llama_eval_matches_trl() {
 }
 
 /// log p(token | prefix) for every token after the first, through the library.
-fn token_logps(loaded: &hf::LoadedModel, ids: &[i64], device: &Device) -> Vec<f32> {
+fn token_logps(model: &CausalLm, ids: &[i64], device: &Device) -> Vec<f32> {
     let input = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [1, ids.len()]), device);
-    let hidden = loaded.model.hidden(input);
+    let hidden = model.hidden(input);
     let [_, seq, width] = hidden.dims();
     let logits = hidden
         .reshape([seq, width])
-        .matmul(loaded.model.head().transpose());
+        .matmul(model.head().transpose());
     let targets =
         Tensor::<1, Int>::from_data(TensorData::new(ids[1..].to_vec(), [seq - 1]), device);
     let picked =
@@ -111,21 +112,21 @@ fn token_logps(loaded: &hf::LoadedModel, ids: &[i64], device: &Device) -> Vec<f3
 
 fn token_logps_match(family: &str) {
     let device = Device::flex();
-    let loaded = hf::load_dir(&fixtures().join(family), &device).unwrap();
+    let (info, model) = hf::load_dir(&fixtures().join(family), &device).unwrap();
     let cases = expected()[format!("{family}_token_logps")].clone();
     for case in cases.as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
         let ids: Vec<i64> = serde_json::from_value(case["ids"].clone()).unwrap();
         let theirs: Vec<f32> = serde_json::from_value(case["logps"].clone()).unwrap();
         // The tokenizer gives transformers' ids (BOS included for the Llama fixture).
-        let ours_ids: Vec<i64> = loaded
+        let ours_ids: Vec<i64> = info
             .tokenizer
             .encode_text(text)
             .iter()
             .map(|&i| i as i64)
             .collect();
         assert_eq!(ours_ids, ids, "{family}: token ids of {text:?}");
-        let ours = token_logps(&loaded, &ids, &device);
+        let ours = token_logps(&model, &ids, &device);
         assert_eq!(ours.len(), theirs.len());
         for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
             assert!(

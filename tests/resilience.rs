@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use burn::optim::OptimizerRecord;
 use burn::tensor::{Bytes, Device};
 use dpo::io::checkpoint::Checkpoints;
+use dpo::io::hf;
+use dpo::jobs::read_model;
 use dpo::model::weights::named_tensors;
-use dpo::run::ModelDir;
 use rand::{RngExt, SeedableRng};
 
 const KEEP: usize = 2;
@@ -103,7 +104,7 @@ fn check_checkpoints(run: &Path) {
     assert!(steps.len() <= KEEP + 1, "checkpoints {steps:?}");
     for step in steps {
         let path = checkpoints.path(step);
-        ModelDir::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        read_model(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let state = std::fs::read(path.join("trainer_state.json")).unwrap();
         let state: dpo::train::TrainerState = serde_json::from_slice(&state).unwrap();
         assert_eq!(state.step, step);
@@ -157,11 +158,9 @@ fn absurd_learning_rate_stops_at_the_first_non_finite_step() {
         step - 1,
         "the bad step is not logged"
     );
-    let model = ModelDir::read(&last.1)
-        .unwrap()
-        .load(&Device::flex())
-        .unwrap();
-    for tensor in named_tensors(&model.model) {
+    let (_, (name, files)) = read_model(&last.1).unwrap();
+    let (_, model) = hf::load(&files, &name, &Device::flex()).unwrap();
+    for tensor in named_tensors(&model) {
         let values = tensor.tensor.into_data().try_into_vec::<f32>().unwrap();
         assert!(
             values.iter().all(|v| v.is_finite()),

@@ -9,25 +9,18 @@ use dpo::config::TrainConfig;
 use dpo::dpo::Metrics;
 use dpo::io::hf;
 use dpo::model::weights::named_tensors;
-use dpo::train::{Trainer, TrainerState};
+use dpo::model::{Precision, Preset};
+use dpo::train::Start;
 
 /// DPO from step 0 (the initial model is the reference) for `steps` steps.
 fn dpo_metrics(adjust: impl Fn(&mut TrainConfig)) -> Vec<Metrics> {
-    let device = Device::flex().autodiff();
-    let (model, pairs, mut config) = common::shipped_setup("micro", 16, &device);
+    let mut config = common::small_config(Preset::Micro);
     config.sft_steps = 0;
     config.steps = 3;
     adjust(&mut config);
-    let pad = model.tokenizer.eos_id();
-    let mut trainer = Trainer::new(
-        model.model,
-        pairs,
-        pad,
-        config,
-        device,
-        TrainerState::default(),
-    );
-    common::run_to_end(&mut trainer)
+    let prepared = common::shipped_run(config, 16);
+    let mut run = prepared.start(&Device::flex(), Start::Fresh).unwrap();
+    common::run_to_end(&mut run)
 }
 
 fn assert_same(a: &[Metrics], b: &[Metrics], what: &str) {
@@ -69,7 +62,7 @@ fn precomputed_reference_equals_a_reference_model() {
 #[test]
 fn bf16_products_track_f32_within_rounding() {
     let f32 = dpo_metrics(|_| {});
-    let bf16 = dpo_metrics(|c| c.precision = "bf16".into());
+    let bf16 = dpo_metrics(|c| c.precision = Precision::Bf16);
     for (x, y) in f32.iter().zip(&bf16) {
         for (name, u, v, tolerance) in [
             ("logps/chosen", x.logps_chosen, y.logps_chosen, 1e-2),
@@ -91,11 +84,8 @@ fn bf16_products_track_f32_within_rounding() {
 #[test]
 fn model_folders_use_hf_names_and_round_trip_exactly() {
     let device = Device::flex();
-    let (model, _, _) = common::shipped_setup("micro", 16, &device);
-    let names: Vec<String> = named_tensors(&model.model)
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
+    let (info, model) = common::fresh_model(Preset::Micro, &device);
+    let names: Vec<String> = named_tensors(&model).into_iter().map(|t| t.name).collect();
     for expected in [
         "transformer.wte.weight",
         "transformer.wpe.weight",
@@ -119,11 +109,11 @@ fn model_folders_use_hf_names_and_round_trip_exactly() {
         "GPT-2 has 4 + 12 tensors per layer"
     );
 
-    let files = common::export_files(&model);
-    let loaded = hf::load(&files, "roundtrip", &device).unwrap();
-    for (a, b) in named_tensors(&model.model)
+    let files = common::export_files(&info, &model);
+    let (_, loaded) = hf::load(&files, "roundtrip", &device).unwrap();
+    for (a, b) in named_tensors(&model)
         .into_iter()
-        .zip(named_tensors(&loaded.model))
+        .zip(named_tensors(&loaded))
     {
         assert_eq!(a.name, b.name);
         assert_eq!(a.tensor.into_data(), b.tensor.into_data(), "{}", a.name);

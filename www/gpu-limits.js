@@ -8,17 +8,17 @@ import { modelSizes } from './hf-folder.js';
 
 const F32 = 4; // every tensor the trainer builds is f32
 
-// src/dpo/logps.rs MAX_CHUNK_LOGITS: the language-model head runs in chunks of at most this
-// many logits (floats), whatever the vocabulary.
-export const MAX_CHUNK_LOGITS = 2 ** 24;
-
-// src/model/config.rs Preset::sizes. A fresh model's vocabulary is the preset's target or
-// less (the BPE may find fewer merges), so these sizes are upper bounds.
-export const PRESETS = {
-  micro: { vocab: 1024, width: 64, layers: 2, heads: 2, positions: 128 },
-  tiny: { vocab: 4096, width: 128, layers: 4, heads: 4, positions: 128 },
-  small: { vocab: 8192, width: 256, layers: 6, heads: 8, positions: 256 },
-  'gpt2-124m': { vocab: 50257, width: 768, layers: 12, heads: 12, positions: 1024 },
+// The library's numbers, from the wasm module's `facts()` (the worker sets them once the
+// module is loaded): `presets`, each preset's shape (a fresh model's vocabulary is the
+// preset's target or less, so these are upper bounds), and `max_chunk_logits`, the most logits
+// (floats) the language-model head computes at once, whatever the vocabulary.
+let facts = null;
+export function setFacts(value) {
+  facts = value;
+}
+const library = () => {
+  if (!facts) throw new Error('gpu-limits.js: setFacts(facts()) first');
+  return facts;
 };
 
 // {vocab, width, heads, inner, from} of the model a run trains: the picked folder's
@@ -35,7 +35,7 @@ export function modelShape(settings, configBytes) {
     const { vocab, width, heads, inner } = sizes;
     return [vocab, width, heads, inner].every(Number.isInteger) ? { vocab, width, heads, inner, from: 'model' } : null;
   }
-  const preset = PRESETS[settings.preset ?? 'tiny'];
+  const preset = library().presets[settings.preset ?? 'tiny'];
   return preset ? { ...preset, inner: 4 * preset.width, from: 'preset' } : null;
 }
 
@@ -46,7 +46,7 @@ export function largestBuffers({ vocab, width, heads, inner }, { batch = 16, max
   // reference pass take the whole batch, gradient accumulation or not).
   const sequences = 2 * batch;
   const rows = sequences * length; // every position may be scored
-  const chunkRows = Math.min(rows, Math.max(1, Math.floor(MAX_CHUNK_LOGITS / vocab)));
+  const chunkRows = Math.min(rows, Math.max(1, Math.floor(library().max_chunk_logits / vocab)));
   const buffers = [
     // Also the size of its gradient and of each AdamW moment.
     { what: `the token embedding (${vocab} tokens × ${width})`, bytes: vocab * width * F32, cause: 'model' },

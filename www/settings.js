@@ -26,10 +26,7 @@ export function startMessage(raw, { base = defaults, prompts = 4 } = {}) {
   };
   const settings = Object.fromEntries(configFields.map((name) => [name, value(name)]));
   settings.loss = { loss_type: [value('loss')], beta: value('beta') };
-  return {
-    settings,
-    backend: value('backend'),
-    generation: { prompts, max_new_tokens: value('gen_tokens') },
-    eval_limit: value('eval_limit'),
-  };
+  // The run's report (the library's `Report`): eval_limit 0 evaluates every held-out pair.
+  const report = { prompts, max_new_tokens: value('gen_tokens'), eval_pairs: value('eval_limit') || null };
+  return { settings, backend: value('backend'), report };
 }

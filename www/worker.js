@@ -6,11 +6,14 @@
 // Messages in (page -> worker):
 //   {type:'load', train:{name, bytes}, eval?:{name, bytes}, quiet?:true}   check and keep the
 //       pair files (quiet: report only bad ones; a fresh worker taking over checked files)
-//   {type:'start', settings, backend:'auto'|'webgpu'|'cpu', generation?:{prompts, max_new_tokens},
-//    eval_limit?:N, model?:{'config.json': Uint8Array, 'model.safetensors', 'tokenizer.json',
-//    'tokenizer_config.json'?}}  (evaluate on the first N held-out pairs only: 0 or absent = all)
+//   {type:'start', settings, backend:'auto'|'webgpu'|'cpu', report?:{prompts, max_new_tokens,
+//    eval_pairs}, model?:{'config.json': Uint8Array, 'model.safetensors', 'tokenizer.json',
+//    'tokenizer_config.json'?}}
 //       settings: a partial TrainConfig (preset, seed, sft_steps, steps, batch, lr, sft_lr,
 //       max_length, warmup_steps, loss:{loss_type:[..], beta}); unknown fields are an error
+//       report: held-out prompts sampled before and after DPO, and how many held-out pairs
+//       are evaluated at the end (null: all); without a held-out file the library holds out
+//       the last tenth of the training pairs
 //       model: a Hugging Face folder's files (buffers transferred) to start from instead of
 //       a fresh `preset` model; its errors name the file, e.g. "model/config.json: ..."
 //   {type:'pause'} {type:'resume'} {type:'stop'}  take effect between steps
@@ -20,8 +23,10 @@
 //   {type:'checked', slot:'train'|'eval', name, pairs, bad, errors:[{line, field, message, text}]}
 //   {type:'status', text}                          what the worker is doing (trial runs, ...)
 //   {type:'backend', backend:'webgpu'|'cpu', reason, totalSteps}
+// The run itself is the library's driver (WebTrainer.next): these three are its events, as
+// it reports them.
 //   {type:'metrics', metrics}                      after every step (names as in metrics.jsonl)
-//   {type:'generations', when:'before'|'after', items:[{prompt, text}]}
+//   {type:'generations', when:'before'|'after', items:[{prompt, text, reward}]}
 //       before: the SFT model, right before the first DPO step; after: the final model;
 //       the same held-out prompts and sampling seeds both times
 //   {type:'evaluation', metrics, margins}          held-out metrics and per-pair margins
@@ -34,14 +39,15 @@
 // Before training on WebGPU the model's largest buffers are checked against the adapter's
 // limits (gpu-limits.js): `webgpu` refuses a model that cannot fit, `auto` takes the CPU.
 
-import init, { WebTrainer, checkPairs } from './pkg/dpo.js';
+import init, { WebTrainer, checkPairs, facts } from './pkg/dpo.js';
 import { describe, reportFailures, setWasmMemory } from './failures.js';
-import { limitProblem, modelShape } from './gpu-limits.js';
+import { limitProblem, modelShape, setFacts } from './gpu-limits.js';
 
 const { post, fail, doing } = reportFailures((message, transfer) => self.postMessage(message, transfer));
 
 const ready = init().then((wasm) => {
   setWasmMemory(wasm.memory);
+  setFacts(facts());
   doing('waiting for a run');
   post({ type: 'ready' });
 });
@@ -110,7 +116,7 @@ async function load({ train, eval: heldOut, quiet = false }) {
   }
 }
 
-async function start({ settings, backend = 'auto', generation = {}, eval_limit: evalLimit = 0, model }) {
+async function start({ settings, backend = 'auto', report, model }) {
   if (run) {
     wake(true);
     await run.finished;
@@ -120,8 +126,7 @@ async function start({ settings, backend = 'auto', generation = {}, eval_limit: 
   if (!files.train || files.invalid) throw new Error('load valid pair files before training');
   const current = { stopped: false, paused: false, wake: null };
   run = current;
-  const heldOut = files.eval && evalLimit > 0 ? firstLines(files.eval, evalLimit) : files.eval;
-  current.finished = train(current, settings, backend, generation, heldOut, model)
+  current.finished = train(current, settings, backend, report, model)
     .catch(fail)
     .finally(() => {
       if (run === current) run = null;
@@ -130,34 +135,27 @@ async function start({ settings, backend = 'auto', generation = {}, eval_limit: 
   await current.finished;
 }
 
-// Evaluation reads every held-out pair through both models: on a slow device (SwiftShader
-// takes ~1.5 s a pair) a prefix of the file keeps the end of a run short.
-function firstLines(file, count) {
-  const text = new TextDecoder().decode(file.bytes);
-  let end = 0;
-  for (let kept = 0; kept < count && end < text.length; ) {
-    const next = text.indexOf('\n', end);
-    const line = text.slice(end, next < 0 ? text.length : next);
-    end = next < 0 ? text.length : next + 1;
-    if (line.trim()) kept++;
-  }
-  return { name: file.name, bytes: new TextEncoder().encode(text.slice(0, end)) };
-}
-
-let heldOutFile = null; // the held-out pairs of the current run (files.eval, or a prefix)
 let modelFiles; // the current run's model folder, or undefined for a fresh preset model
 // create copies the model's bytes, so the trial trainers of `auto` and the run share them.
-const createTrainer = (backend, settings) => {
+const createTrainer = (backend, settings, report) => {
   doing(`building the model on ${backend === 'cpu' ? 'the CPU' : 'WebGPU'}`, backend);
-  return WebTrainer.create(backend, settings, files.train.name, files.train.bytes,
-    heldOutFile?.name, heldOutFile?.bytes, modelFiles);
+  return WebTrainer.create(backend, { settings, report, train: files.train, heldout: files.eval, model: modelFiles });
 };
 
-async function train(current, settings, requested, generation, heldOut, model) {
-  heldOutFile = heldOut;
+// What the driver's next unit of work is, in words.
+const STATUS = {
+  generate: ({ when }) => `generating text with the ${when === 'before' ? 'SFT' : 'final'} model`,
+  freeze: () => 'freezing the reference model',
+  evaluate: () => 'evaluating on the held-out pairs',
+};
+// The driver's events the page hears about; `frozen` and `trained` are the native run
+// folder's cues (it saves sft/ and final/ there).
+const FORWARDED = new Set(['metrics', 'generations', 'evaluation']);
+
+async function train(current, settings, requested, report, model) {
   modelFiles = model;
   if (model) post({ type: 'status', text: 'Loading the model folder…' });
-  const chosen = await chooseBackend(current, settings, requested).finally(() => {
+  const chosen = await chooseBackend(current, settings, requested, report).finally(() => {
     modelFiles = undefined; // the trainer holds its own copy: let a large model's bytes go
   });
   if (!chosen) return post({ type: 'done', stopped: true });
@@ -167,54 +165,34 @@ async function train(current, settings, requested, generation, heldOut, model) {
     await exclusive(() => old.free());
   }
   trainer = chosen.trainer;
-  post({ type: 'backend', backend: chosen.backend, reason: chosen.reason,
-    totalSteps: trainer.totalSteps });
+  const totalSteps = trainer.totalSteps;
+  post({ type: 'backend', backend: chosen.backend, reason: chosen.reason, totalSteps });
 
-  const prompts = trainer.heldOutPrompts.slice(0, generation.prompts ?? 4);
-  const maxNewTokens = generation.max_new_tokens ?? 24;
-  let before = false;
-  let step = 0;
-  while (!trainer.done) {
+  let steps = 0;
+  for (;;) {
     await yieldToEvents();
     while (current.paused && !current.stopped) {
       await new Promise((resolve) => (current.wake = resolve));
     }
     if (current.stopped) return post({ type: 'done', stopped: true });
-    if (!before && trainer.phase === 'dpo') {
-      before = true;
-      await generations('before', prompts, maxNewTokens);
+    const next = trainer.upcoming;
+    if (next.work === 'done') break;
+    if (next.work === 'step') doing(`training step ${steps + 1} of ${totalSteps}`);
+    else if (STATUS[next.work]) {
+      const text = STATUS[next.work](next);
+      doing(text);
+      post({ type: 'status', text: `${text[0].toUpperCase()}${text.slice(1)}…` });
     }
-    doing(`training step ${++step} of ${trainer.totalSteps}`);
-    const metrics = await exclusive(() => trainer.step());
-    post({ type: 'metrics', metrics });
-  }
-  // With no DPO steps the SFT model is both "before" and "after".
-  if (!before) await generations('before', prompts, maxNewTokens);
-  await generations('after', prompts, maxNewTokens);
-  if (trainer.phase === 'dpo') {
-    post({ type: 'status', text: 'Evaluating on the held-out pairs…' });
-    doing('evaluating on the held-out pairs');
-    const { metrics, margins } = await exclusive(() => trainer.evaluate());
-    post({ type: 'evaluation', metrics, margins });
+    const event = await exclusive(() => trainer.next());
+    if (event?.type === 'metrics') steps = event.metrics.step;
+    if (event && FORWARDED.has(event.type)) post(event);
   }
   post({ type: 'done' });
 }
 
-async function generations(when, prompts, maxNewTokens) {
-  post({ type: 'status', text: `Generating (${when === 'before' ? 'SFT model' : 'final model'})…` });
-  doing(`generating text with the ${when === 'before' ? 'SFT' : 'final'} model`);
-  const items = [];
-  for (const [i, prompt] of prompts.entries()) {
-    // Seed i for prompt i both times: before and after differ only by the model.
-    const text = await exclusive(() => trainer.generate(prompt, maxNewTokens, BigInt(i)));
-    items.push({ prompt, text });
-  }
-  post({ type: 'generations', when, items });
-}
-
 // Returns {backend, reason, trainer}, or null when stopped during the trial runs.
-async function chooseBackend(current, settings, requested) {
-  const cpu = async (reason) => ({ backend: 'cpu', reason, trainer: await createTrainer('cpu', settings) });
+async function chooseBackend(current, settings, requested, report) {
+  const cpu = async (reason) => ({ backend: 'cpu', reason, trainer: await createTrainer('cpu', settings, report) });
   if (requested === 'cpu') return cpu('chosen in the settings');
   const adapter = await self.navigator.gpu?.requestAdapter().catch(() => null);
   if (!adapter) {
@@ -235,7 +213,7 @@ async function chooseBackend(current, settings, requested) {
   if (requested === 'webgpu') {
     try {
       return { backend: 'webgpu', reason: `chosen in the settings (${gpu})`,
-        trainer: await createTrainer('webgpu', settings) };
+        trainer: await createTrainer('webgpu', settings, report) };
     } catch (error) {
       return cpu(`WebGPU failed to start (${describe(error)}): fell back to the CPU`);
     }
@@ -256,21 +234,23 @@ async function chooseBackend(current, settings, requested) {
   const timings = `WebGPU ${gpuMs.toFixed(0)} ms/step, CPU ${cpuMs.toFixed(0)} ms/step in a trial`;
   if (cpuMs < gpuMs) return cpu(`faster here: ${timings} (${gpu})`);
   return { backend: 'webgpu', reason: `faster here: ${timings} (${gpu})`,
-    trainer: await createTrainer('webgpu', settings) };
+    trainer: await createTrainer('webgpu', settings, report) };
 }
 
-// Mean wall time of steps 2-3 (step 1 compiles the shaders), or null when stopped.
+// Mean wall time of steps 2-3 (step 1 compiles the shaders), or null when stopped. The
+// trial samples and evaluates nothing, so its first units of work are steps (after freezing
+// the reference when there is no SFT phase).
 async function trialMs(current, backend, settings) {
-  const trial = await createTrainer(backend, settings);
+  const trial = await createTrainer(backend, settings, { prompts: 0, eval_pairs: 0 });
   try {
     const times = [];
-    for (let i = 0; i < Math.min(3, trial.totalSteps); i++) {
+    while (times.length < 3 && trial.upcoming.work !== 'done') {
       await yieldToEvents();
       if (current.stopped) return null;
-      doing(`timing trial step ${i + 1} on ${backend === 'cpu' ? 'the CPU' : 'WebGPU'}`);
+      doing(`timing trial step ${times.length + 1} on ${backend === 'cpu' ? 'the CPU' : 'WebGPU'}`);
       const t0 = performance.now();
-      await trial.step();
-      times.push(performance.now() - t0);
+      const event = await trial.next();
+      if (event?.type === 'metrics') times.push(performance.now() - t0);
     }
     const timed = times.length > 1 ? times.slice(1) : times;
     return timed.reduce((sum, t) => sum + t, 0) / timed.length;

@@ -1,9 +1,9 @@
-//! Benchmarks: DESIGN.md's workloads through the product's own training step (native).
+//! Benchmarks: the workloads of BENCHMARKS.md through the product's own run driver (native).
 //!
 //! A case is one workload on one backend in one reference mode. It builds a random model of
-//! the workload's shape, random pairs of exactly `seq` tokens and a real [`Trainer`] (no SFT),
-//! then times `warmup + steps` DPO steps, each ending in the one metrics read a training run
-//! does. The timed steps' median is the figure reported.
+//! the workload's shape, random pairs of exactly `seq` tokens and a real [`crate::train::Run`]
+//! (no SFT), then times `warmup + steps` DPO steps, each ending in the one metrics read a
+//! training run does. The timed steps' median is the figure reported.
 //!
 //! Every case runs in a child process (`dpo bench --case ...`): on the CPU backend the memory
 //! figure is the process's peak RSS, which only grows, so cases sharing a process would
@@ -18,17 +18,16 @@ use web_time::Instant;
 
 use crate::Error;
 use crate::config::TrainConfig;
-use crate::data::TokenizedPair;
+use crate::data::{ChatTemplate, TextTokenizer, TokenizedPair, train_bpe};
 use crate::device::{self, Backend};
-use crate::model::weights::{self, RandomInit};
-use crate::model::{ModelConfig, Precision, Preset};
-use crate::train::{Trainer, TrainerState};
+use crate::model::{ModelConfig, ModelInfo, Precision, Preset};
+use crate::train::{Event, Prepared, Start, Work};
 
 mod memory;
 mod report;
 pub use report::{Row, run_all, table};
 
-/// A model shape and a batch shape, named as DESIGN.md's workloads table names them.
+/// A model shape and a batch shape, named as BENCHMARKS.md's workloads table names them.
 #[derive(Debug)]
 pub struct Workload {
     pub name: &'static str,
@@ -54,7 +53,7 @@ const fn workload(name: &'static str, sizes: [usize; 6]) -> Workload {
     }
 }
 
-/// DESIGN.md's workloads, after `micro`: a test-sized shape for smoke tests, not a benchmark.
+/// The benchmark's workloads, after `micro`: a test-sized shape for smoke tests, not a benchmark.
 pub const WORKLOADS: [Workload; 4] = [
     workload("micro", [1024, 64, 2, 2, 64, 4]),
     workload("tiny", [4096, 128, 4, 4, 128, 16]),
@@ -67,7 +66,7 @@ impl Workload {
         WORKLOADS.iter().find(|w| w.name == name)
     }
 
-    /// DESIGN.md's throughput unit: both sequences of every pair, prompt included.
+    /// The throughput unit: both sequences of every pair, prompt included.
     pub fn tokens_per_step(&self) -> usize {
         2 * self.pairs * self.seq
     }
@@ -78,12 +77,15 @@ impl Workload {
         self.seq / 4
     }
 
+    fn preset(&self) -> Preset {
+        Preset::parse(self.name).expect("every workload names a preset")
+    }
+
     fn model_config(&self) -> ModelConfig {
         // The preset supplies GPT-2's fixed choices (activation, epsilon, tied head); the sizes
-        // come from the table above, so the benchmark measures DESIGN.md's shapes even if a
+        // come from the table above, so the benchmark measures the workloads' shapes even if a
         // preset changes.
-        let preset = Preset::parse(self.name).expect("every workload names a preset");
-        let mut config = preset.config(Some(self.vocab));
+        let mut config = self.preset().config(Some(self.vocab));
         config.n_embd = self.d_model;
         config.n_layer = self.layers;
         config.n_head = self.heads;
@@ -329,10 +331,10 @@ pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
     case.precision
         .check(&selected.device)
         .map_err(Error::Input)?;
-    let device = selected.device.autodiff();
+    let device = selected.device;
     let w = case.workload;
     let config = TrainConfig {
-        preset: w.name.into(),
+        preset: w.preset(),
         seed: timing.seed,
         sft_steps: 0,
         steps: timing.warmup + timing.steps,
@@ -340,42 +342,44 @@ pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
         max_length: w.seq,
         warmup_steps: 0,
         precompute_ref: case.mode == Mode::Precomputed,
-        precision: case.precision.name().into(),
+        precision: case.precision,
         ..TrainConfig::default()
     };
-    let model_config = w.model_config();
-    let mut init = RandomInit::new(timing.seed, model_config.layers());
-    let policy =
-        weights::fill(model_config.build(&device), &mut init, &device).map_err(Error::Runtime)?;
-    // Pairs all have `seq` tokens, so the padding id is never used.
-    let mut trainer = Trainer::new(
-        policy,
-        w.random_pairs(timing.seed),
-        0,
-        config,
-        device.clone(),
-        TrainerState::default(),
-    );
-
-    let started = Instant::now();
-    let reference = trainer.policy().clone();
-    read_sync(trainer.start_dpo(reference)).map_err(Error::Runtime)?;
-    let precompute_ms = (case.mode == Mode::Precomputed).then(|| elapsed_ms(started));
+    // The pairs are token ids, never text: a byte-level tokenizer stands in for a real one.
+    let tokenizer = train_bpe(std::iter::empty(), 257)
+        .and_then(|t| TextTokenizer::from_tokenizer(t, None))
+        .map_err(Error::Runtime)?;
+    let info = ModelInfo {
+        config: w.model_config(),
+        tokenizer,
+        template: ChatTemplate::default_plain(),
+        tokenizer_config: None,
+    };
+    let prepared = Prepared::synthetic(config, info, w.random_pairs(timing.seed));
+    let mut run = prepared.start(&device, Start::Fresh)?;
 
     let mut times = Vec::with_capacity(timing.steps);
+    let mut precompute_ms = None;
     let mut loss = f64::NAN;
-    for step in 0..timing.warmup + timing.steps {
+    loop {
+        let work = run.upcoming();
         let started = Instant::now();
-        loss = trainer.step().read().map_err(Error::Runtime)?.loss;
-        if step >= timing.warmup {
-            times.push(elapsed_ms(started));
+        match read_sync(run.next())? {
+            None => break,
+            Some(Event::Step { metrics }) => {
+                if metrics.step > timing.warmup {
+                    times.push(elapsed_ms(started));
+                }
+                loss = metrics.loss;
+            }
+            Some(_) if work == Work::Freeze && case.mode == Mode::Precomputed => {
+                precompute_ms = Some(elapsed_ms(started));
+            }
+            Some(_) => {}
         }
     }
-    if !loss.is_finite() {
-        return Err(Error::Runtime(format!("the loss became {loss}")));
-    }
 
-    let (device_peak, largest_alloc) = memory::device_pools(&device);
+    let (device_peak, largest_alloc) = memory::device_pools(&device.autodiff());
     let peak_rss = memory::peak_rss_bytes();
     times.sort_by(f64::total_cmp);
     let median = median(&times);

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::PreferencePair;
-use super::parse::{Bad, bad, json_kind, validate};
+use super::fields::{Bad, bad, json_kind, validate};
 use super::template::{ChatTemplate, Message, Role};
 
 /// Parses the messages of field `name`; errors name the element, as in `chosen[1].role`.

@@ -7,6 +7,7 @@
 mod bpe;
 mod chat;
 mod errors;
+mod fields;
 mod parse;
 pub mod template;
 mod tokenized;
@@ -83,17 +84,13 @@ pub fn parse_pairs(
     sink.finish(pairs)
 }
 
-/// Reads and parses a JSONL file; I/O problems become a single line-0 error.
-pub fn read_pairs(path: &Path, template: &ChatTemplate) -> Result<Vec<PreferencePair>, DataError> {
-    let file = path.display().to_string();
-    match std::fs::read(path) {
-        Ok(bytes) => parse_pairs(&file, &bytes, template),
-        Err(e) => {
-            let mut sink = ErrorSink::new(&file);
-            sink.push(0, "-", e.to_string());
-            sink.finish(Vec::new())
-        }
-    }
+/// Reads a pairs file's bytes; an I/O problem becomes a single line-0 error naming the file.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    std::fs::read(path).or_else(|e| {
+        let mut sink = ErrorSink::new(&path.display().to_string());
+        sink.push(0, "-", e.to_string());
+        sink.finish(Vec::new())
+    })
 }
 
 /// The prompts of `pairs`, each once, in file order.
@@ -270,6 +267,11 @@ mod tests {
             err.to_string().ends_with(" (and 104 more bad lines)"),
             "{err}"
         );
+    }
+
+    fn read_pairs(path: &Path, template: &ChatTemplate) -> Result<Vec<PreferencePair>, DataError> {
+        let bytes = read_file(path)?;
+        parse_pairs(&path.display().to_string(), &bytes, template)
     }
 
     #[test]

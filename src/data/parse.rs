@@ -4,21 +4,8 @@ use serde_json::{Map, Value};
 
 use super::PreferencePair;
 use super::chat;
+use super::fields::{Bad, bad, json_kind, validate};
 use super::template::{ChatTemplate, Message};
-
-/// What is wrong with a line, before the caller adds the file name and line number.
-#[derive(Debug)]
-pub(super) struct Bad {
-    pub field: String,
-    pub message: String,
-}
-
-pub(super) fn bad(field: impl Into<String>, message: impl Into<String>) -> Bad {
-    Bad {
-        field: field.into(),
-        message: message.into(),
-    }
-}
 
 /// A field is either plain text or a conversation; a line must not mix the two.
 enum Field<'a> {
@@ -119,30 +106,6 @@ fn implicit_prompt_len(chosen: &str, rejected: &str) -> usize {
     }
 }
 
-/// Checks the rendered texts; the caller fills in the line number.
-pub(super) fn validate(
-    prompt: String,
-    chosen: String,
-    rejected: String,
-) -> Result<PreferencePair, Bad> {
-    if chosen.trim().is_empty() {
-        return Err(bad("chosen", "is empty"));
-    }
-    if rejected.trim().is_empty() {
-        return Err(bad("rejected", "is empty"));
-    }
-    if chosen == rejected {
-        return Err(bad("rejected", "is identical to `chosen`"));
-    }
-    Ok(PreferencePair {
-        prompt,
-        chosen,
-        rejected,
-        line: 0,
-        conversational: false,
-    })
-}
-
 fn json_error(e: &serde_json::Error) -> Bad {
     // serde_json appends "at line 1 column N"; inside a JSONL line only the column means anything.
     let text = e.to_string();
@@ -153,17 +116,6 @@ fn json_error(e: &serde_json::Error) -> Bad {
         "-",
         format!("malformed JSON at column {}: {reason}", e.column()),
     )
-}
-
-pub(super) fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -5,13 +5,37 @@ pub mod logps;
 pub mod loss;
 pub mod metrics;
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::TokenizedPair;
 use crate::model::CausalLm;
 use batch::{Scored, SequenceBatch};
 use loss::{LossConfig, PairLogps, dpo_loss};
-pub use metrics::{Metrics, PAIR_METRICS, Phase};
+pub use metrics::{BatchMetrics, Metrics, Phase, RewardMetrics};
+
+/// DPO's frozen reference: a model run forward on every batch, or its log-probs computed once
+/// per pair, `[chosen, rejected]`, so that only the policy stays in memory.
+#[derive(Clone)]
+pub enum Reference {
+    Model(CausalLm),
+    Logps(Vec<[f32; 2]>),
+}
+
+impl Reference {
+    /// The reference for the pairs at `indices`, in batch order, as `pair_forward` takes it.
+    pub fn batch(&self, indices: &[usize], device: &Device) -> ReferenceLogps<'_> {
+        match self {
+            Reference::Model(model) => ReferenceLogps::Model(model),
+            Reference::Logps(values) => {
+                let chosen = indices.iter().map(|&i| values[i][0]);
+                let rejected = indices.iter().map(|&i| values[i][1]);
+                let all: Vec<f32> = chosen.chain(rejected).collect();
+                let len = all.len();
+                ReferenceLogps::Precomputed(Tensor::from_data(TensorData::new(all, [len]), device))
+            }
+        }
+    }
+}
 
 /// Where a batch's reference log-probs come from.
 pub enum ReferenceLogps<'a> {
@@ -38,8 +62,8 @@ pub fn pair_sequences<'a>(pairs: &[&'a TokenizedPair]) -> Vec<Scored<'a>> {
 pub struct PairForward {
     /// On the policy's autodiff graph.
     pub loss: Tensor<1>,
-    /// Detached, `PAIR_METRICS` values in `Metrics::from_pair_values` order.
-    pub metrics: Tensor<1>,
+    /// Detached, on the inner backend.
+    pub metrics: BatchMetrics,
     /// Detached implicit reward margin (chosen - rejected) of each pair.
     pub margins: Tensor<1>,
 }
@@ -71,20 +95,19 @@ pub fn pair_forward(
     };
     let out = dpo_loss(config, &logps);
     let margins = out.chosen_rewards.clone() - out.rejected_rewards.clone();
-    let accuracy = margins.clone().greater_elem(0.0).float().mean();
-    let metrics = Tensor::cat(
-        vec![
-            out.loss.clone().detach(),
-            out.chosen_rewards.clone().mean(),
-            out.rejected_rewards.clone().mean(),
-            margins.clone().mean(),
-            accuracy,
-            logps.policy_chosen.detach().mean(),
-            logps.policy_rejected.detach().mean(),
-        ],
-        0,
-    )
-    .inner();
+    // The rewards and margins are computed from detached log-probs already.
+    let mean = |t: Tensor<1>| t.detach().mean().inner();
+    let metrics = BatchMetrics {
+        loss: out.loss.clone().detach().inner(),
+        logps_chosen: mean(logps.policy_chosen),
+        rewards: Some(RewardMetrics {
+            chosen: mean(out.chosen_rewards.clone()),
+            rejected: mean(out.rejected_rewards.clone()),
+            margins: mean(margins.clone()),
+            accuracies: mean(margins.clone().greater_elem(0.0).float()),
+            logps_rejected: mean(logps.policy_rejected),
+        }),
+    };
     PairForward {
         loss: out.loss,
         metrics,
@@ -93,10 +116,14 @@ pub fn pair_forward(
 }
 
 /// The SFT loss of a batch of prompt + chosen sequences (mean NLL per completion token) and
-/// its metrics tensor: [loss, mean chosen log-prob].
-pub fn sft_forward(policy: &CausalLm, batch: &SequenceBatch) -> (Tensor<1>, Tensor<1>) {
+/// its metrics: the loss and the mean chosen log-prob.
+pub fn sft_forward(policy: &CausalLm, batch: &SequenceBatch) -> (Tensor<1>, BatchMetrics) {
     let logps = logps::sequence_logps(policy, batch);
     let loss = -logps.clone().sum() / batch.token_counts.clone().sum();
-    let metrics = Tensor::cat(vec![loss.clone().detach(), logps.detach().mean()], 0).inner();
+    let metrics = BatchMetrics {
+        loss: loss.clone().detach().inner(),
+        logps_chosen: logps.detach().mean().inner(),
+        rewards: None,
+    };
     (loss, metrics)
 }

@@ -19,17 +19,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::config::TrainConfig;
-use crate::data::{self, ChatTemplate};
+use crate::data::TextTokenizer;
 use crate::dpo::batch::{Scored, SequenceBatch};
 use crate::dpo::logps::sequence_logps;
 use crate::dpo::loss::{LossConfig, LossType};
-use crate::generate::{SamplingConfig, sample_ids};
-use crate::io::hf::LoadedModel;
+use crate::generate::{SamplingConfig, mean_reward, sample_and_score};
 use crate::model::CausalLm;
-use crate::run::{SHIPPED_HELDOUT, SHIPPED_TRAIN};
-use crate::session;
-use crate::task::Lexicon;
-use crate::train::{Trainer, TrainerState};
+use crate::train::eval::read_f32;
+use crate::train::{self, ModelSource, PairsFile, Report, Run, RunSpec, Start};
 
 /// What to train and how many samples to score.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -99,52 +96,33 @@ pub fn run(
             "--betas: {beta} is not a positive number"
         )));
     }
-    let autodiff = device.clone().autodiff();
-    let template = ChatTemplate::default_plain();
-    let train_pairs = data::parse_pairs(SHIPPED_TRAIN.0, SHIPPED_TRAIN.1.as_bytes(), &template)?;
-    let heldout = data::parse_pairs(SHIPPED_HELDOUT.0, SHIPPED_HELDOUT.1.as_bytes(), &template)?;
-    let model = session::from_scratch(&train_pairs, &config.train, &autodiff)?;
-    let tokenized = session::tokenize(
-        &model,
-        SHIPPED_TRAIN.0,
-        &train_pairs,
-        config.train.max_length,
-    )?;
-    let pad = model.tokenizer.eos_id();
-    let train_from = |policy: &CausalLm, sft_steps, steps, loss| {
-        let settings = TrainConfig {
-            sft_steps,
-            steps,
-            loss,
-            ..config.train.clone()
-        };
-        let state = TrainerState::default();
-        Trainer::new(
-            policy.clone(),
-            tokenized.clone(),
-            pad,
-            settings,
-            autodiff.clone(),
-            state,
-        )
+    let sft_settings = TrainConfig {
+        steps: 0,
+        ..config.train.clone()
     };
+    let prepared = train::prepare(RunSpec {
+        config: sft_settings,
+        model: ModelSource::Preset,
+        train: PairsFile::shipped_train(),
+        heldout: Some(PairsFile::shipped_heldout()),
+        // Only the held-out prompts are wanted: the points are scored here, by sampling.
+        report: Report {
+            prompts: 0,
+            eval_pairs: Some(0),
+            ..Report::default()
+        },
+    })?;
 
     say(&format!("SFT: {} steps", config.train.sft_steps));
-    let mut sft_trainer = train_from(
-        &model.model,
-        config.train.sft_steps,
-        0,
-        LossConfig::default(),
-    );
-    finish(&mut sft_trainer, config.train.sft_steps)?;
-    let sft = sft_trainer.policy().clone();
+    let mut sft_run = prepared.clone().start(device, Start::Fresh)?;
+    advance(&mut sft_run, usize::MAX)?;
+    let sft = sft_run.policy().clone();
     let reference = sft.valid();
-    let prompts = data::distinct_prompts(&heldout);
-    let prompts = &prompts[..config.prompts.min(prompts.len())];
+    let prompts = sft_run.heldout_prompts();
     let scorer = Scorer {
         config,
-        loaded: &model,
-        prompts,
+        tokenizer: &sft_run.info().tokenizer,
+        prompts: &prompts[..config.prompts.min(prompts.len())],
         reference: &reference,
         device,
     };
@@ -156,17 +134,25 @@ pub fn run(
     let mut points = Vec::new();
     for &loss in &config.losses {
         for &beta in &config.betas {
-            let settings = LossConfig {
+            let loss_settings = LossConfig {
                 loss_type: vec![loss],
                 beta,
                 ..LossConfig::default()
             };
-            let mut trainer = train_from(&sft, 0, config.train.steps, settings);
+            let settings = TrainConfig {
+                sft_steps: 0,
+                loss: loss_settings,
+                ..config.train.clone()
+            };
+            let mut run = prepared
+                .clone()
+                .with_config(settings)?
+                .start(device, Start::Weights(sft.clone()))?;
             let evals = config.evals_per_run.clamp(1, config.train.steps.max(1));
             for eval in 1..=evals {
                 let step = config.train.steps * eval / evals;
-                finish(&mut trainer, step)?;
-                let (reward, kl, samples) = scorer.score(&trainer.policy().valid())?;
+                advance(&mut run, step)?;
+                let (reward, kl, samples) = scorer.score(&run.policy().valid())?;
                 say(&format!(
                     "{} beta {beta} step {step}: KL {kl:.3}, reward {reward:.3}",
                     loss.name()
@@ -212,15 +198,11 @@ fn mark_frontiers(points: &mut [Point]) {
     }
 }
 
-/// Steps a trainer until `step` steps are done; a non-finite loss stops the experiment.
-fn finish(trainer: &mut Trainer, step: usize) -> Result<(), Error> {
-    while trainer.steps_done() < step && !trainer.is_done() {
-        let metrics = read_sync(trainer.advance()).map_err(Error::Runtime)?;
-        if !metrics.loss.is_finite() {
-            return Err(Error::Runtime(format!(
-                "the loss became {} at step {}: lower the learning rate",
-                metrics.loss, metrics.step
-            )));
+/// Drives `run` until `step` steps are done, or to its end.
+fn advance(run: &mut Run, step: usize) -> Result<(), Error> {
+    while run.steps_done() < step {
+        if read_sync(run.next())?.is_none() {
+            break;
         }
     }
     Ok(())
@@ -229,8 +211,8 @@ fn finish(trainer: &mut Trainer, step: usize) -> Result<(), Error> {
 /// Samples a policy on the held-out prompts and measures reward and KL.
 struct Scorer<'a> {
     config: &'a FrontierConfig,
-    loaded: &'a LoadedModel,
-    prompts: &'a [&'a str],
+    tokenizer: &'a TextTokenizer,
+    prompts: &'a [String],
     reference: &'a CausalLm,
     device: &'a Device,
 }
@@ -238,50 +220,35 @@ struct Scorer<'a> {
 impl Scorer<'_> {
     /// (mean reward, mean KL estimate, samples).
     fn score(&self, policy: &CausalLm) -> Result<(f64, f64, usize), Error> {
-        let lexicon = Lexicon::shipped();
-        let tokenizer = &self.loaded.tokenizer;
-        let mut sequences = Vec::new();
-        let mut reward = 0.0;
-        for (i, prompt) in self.prompts.iter().enumerate() {
-            for k in 0..self.config.samples_per_prompt {
-                let sampling = SamplingConfig {
-                    max_new_tokens: self.config.max_new_tokens,
-                    temperature: 1.0,
-                    top_k: 0,
-                    seed: self.config.train.seed + (i * self.config.samples_per_prompt + k) as u64,
-                };
-                let sample = read_sync(sample_ids(
-                    policy,
-                    tokenizer,
-                    prompt,
-                    &sampling,
-                    self.device,
-                ))
-                .map_err(Error::Runtime)?;
-                let new = &sample.ids[sample.prompt_len..];
-                let text = new.strip_suffix(&[tokenizer.eos_id()]).unwrap_or(new);
-                reward += lexicon.reward(&tokenizer.decode(text)) as f64;
-                sequences.push(sample);
-            }
-        }
+        let sampling = SamplingConfig {
+            max_new_tokens: self.config.max_new_tokens,
+            temperature: 1.0,
+            top_k: 0,
+            seed: self.config.train.seed,
+        };
+        let generations = read_sync(sample_and_score(
+            policy,
+            self.tokenizer,
+            self.prompts,
+            self.config.samples_per_prompt,
+            &sampling,
+            self.device,
+        ))
+        .map_err(Error::Runtime)?;
         let mut kl = 0.0;
-        for chunk in sequences.chunks(32) {
+        for chunk in generations.chunks(32) {
             let scored: Vec<Scored> = chunk
                 .iter()
-                .map(|s| Scored {
-                    ids: &s.ids,
-                    start: s.prompt_len,
+                .map(|g| Scored {
+                    ids: &g.sample.ids,
+                    start: g.sample.prompt_len,
                 })
                 .collect();
-            let batch = SequenceBatch::new(&scored, tokenizer.eos_id(), self.device);
+            let batch = SequenceBatch::new(&scored, self.tokenizer.eos_id(), self.device);
             let log_ratio = sequence_logps(policy, &batch) - sequence_logps(self.reference, &batch);
-            let sum = read_sync(log_ratio.sum().into_data_async())
-                .map_err(|e| Error::Runtime(format!("reading log-probs failed: {e}")))?
-                .try_into_vec::<f32>()
-                .map_err(|e| Error::Runtime(format!("{e:?}")))?[0];
-            kl += sum as f64;
+            kl += read_sync(read_f32(log_ratio.sum())).map_err(Error::Runtime)?[0] as f64;
         }
-        let n = sequences.len().max(1) as f64;
-        Ok((reward / n, kl / n, sequences.len()))
+        let n = generations.len().max(1) as f64;
+        Ok((mean_reward(&generations), kl / n, generations.len()))
     }
 }

@@ -12,8 +12,9 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use crate::Error;
 use crate::data::ChatTemplate;
 use crate::data::tokenizer::TextTokenizer;
+use crate::io::json;
 use crate::model::weights::{self, ParamSource};
-use crate::model::{CausalLm, ModelConfig};
+use crate::model::{CausalLm, ModelConfig, ModelInfo};
 
 pub const CONFIG: &str = "config.json";
 pub const WEIGHTS: &str = "model.safetensors";
@@ -27,24 +28,6 @@ pub struct ModelFiles {
     pub weights: Vec<u8>,
     pub tokenizer: Vec<u8>,
     pub tokenizer_config: Option<Vec<u8>>,
-}
-
-/// A model ready to run, with what is needed to feed it text.
-pub struct LoadedModel {
-    pub config: ModelConfig,
-    pub model: CausalLm,
-    pub tokenizer: TextTokenizer,
-    pub template: ChatTemplate,
-    /// `tokenizer_config.json` as found, written back unchanged on export.
-    pub tokenizer_config: Option<Vec<u8>>,
-}
-
-/// What a model folder holds besides the weights themselves: enough to read and tokenize
-/// data for the model.
-pub struct ModelInfo {
-    pub config: ModelConfig,
-    pub tokenizer: TextTokenizer,
-    pub template: ChatTemplate,
 }
 
 /// Checks a model folder's files without touching a device: config, tokenizer, chat template,
@@ -63,17 +46,41 @@ pub fn check(files: &ModelFiles, source: &str) -> Result<ModelInfo, Error> {
 }
 
 /// Parses and checks a model folder's files; `source` (the folder) names them in errors.
-pub fn load(files: &ModelFiles, source: &str, device: &Device) -> Result<LoadedModel, Error> {
+pub fn load(
+    files: &ModelFiles,
+    source: &str,
+    device: &Device,
+) -> Result<(ModelInfo, CausalLm), Error> {
     let (info, mut tensors) = parse(files, source)?;
     let model = weights::fill(info.config.build(device), &mut tensors, device)
         .map_err(|e| Error::Input(format!("{source}/{WEIGHTS}: {e}")))?;
-    Ok(LoadedModel {
-        config: info.config,
-        model,
-        tokenizer: info.tokenizer,
-        template: info.template,
-        tokenizer_config: files.tokenizer_config.clone(),
-    })
+    Ok((info, model))
+}
+
+/// Parses and checks `config.json`; the message names the line or the field at fault.
+pub fn parse_config(bytes: &[u8]) -> Result<ModelConfig, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("line {}: {e}", e.line()))?;
+    // Without `model_type` (older GPT-2 configs) the file is read as GPT-2.
+    let model_type = match value.get("model_type") {
+        None => "gpt2".to_owned(),
+        Some(kind) => kind
+            .as_str()
+            .ok_or("field `model_type` must be a string")?
+            .to_owned(),
+    };
+    // Parsed again as the family's type, so that errors name the line and the field.
+    let config = match model_type.as_str() {
+        "gpt2" => ModelConfig::Gpt2(json::from_slice(bytes)?),
+        "llama" => ModelConfig::Llama(json::from_slice(bytes)?),
+        other => {
+            return Err(format!(
+                "field `model_type`: `{other}` is not supported (gpt2 or llama)"
+            ));
+        }
+    };
+    config.validate()?;
+    Ok(config)
 }
 
 /// Everything but filling the parameters: shared by `check` and `load`.
@@ -82,7 +89,7 @@ fn parse<'a>(
     source: &str,
 ) -> Result<(ModelInfo, SafetensorsSource<'a>), Error> {
     let bad = |file: &str, message: String| Error::Input(format!("{source}/{file}: {message}"));
-    let config = ModelConfig::from_json(&files.config).map_err(|e| bad(CONFIG, e))?;
+    let config = parse_config(&files.config).map_err(|e| bad(CONFIG, e))?;
     let tokenizer_config = match &files.tokenizer_config {
         Some(bytes) => Some(
             std::str::from_utf8(bytes)
@@ -133,6 +140,7 @@ fn parse<'a>(
         config,
         tokenizer,
         template,
+        tokenizer_config: files.tokenizer_config.clone(),
     };
     Ok((info, SafetensorsSource { tensors }))
 }
@@ -195,12 +203,8 @@ impl ParamSource for SafetensorsSource<'_> {
 
 /// The folder's files for `model`: weights read back from the device (awaited, so this
 /// works in the browser too), config, tokenizer and tokenizer config.
-pub async fn export(
-    model: &CausalLm,
-    config: &ModelConfig,
-    tokenizer: &TextTokenizer,
-    tokenizer_config: Option<&[u8]>,
-) -> Result<ModelFiles, Error> {
+pub async fn export(model: &CausalLm, info: &ModelInfo) -> Result<ModelFiles, Error> {
+    let tokenizer = &info.tokenizer;
     let mut tensors = Vec::new();
     for named in weights::named_tensors(model) {
         let data = named
@@ -223,7 +227,7 @@ pub async fn export(
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
     let weights = safetensors::serialize(views, Some(metadata))
         .map_err(|e| Error::Runtime(format!("writing safetensors failed: {e}")))?;
-    let mut config = config.clone();
+    let mut config = info.config.clone();
     config.fill_special_tokens(tokenizer.eos_id());
     let default_tokenizer_config = serde_json::json!({
         "eos_token": tokenizer.eos_token(),
@@ -235,8 +239,8 @@ pub async fn export(
         config: config.to_json(),
         weights,
         tokenizer: tokenizer.to_json().into_bytes(),
-        tokenizer_config: Some(match tokenizer_config {
-            Some(bytes) => bytes.to_vec(),
+        tokenizer_config: Some(match &info.tokenizer_config {
+            Some(bytes) => bytes.clone(),
             None => serde_json::to_vec_pretty(&default_tokenizer_config).expect("json"),
         }),
     })
@@ -282,7 +286,7 @@ mod native {
     }
 
     /// Reads and loads a model folder onto `device`.
-    pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedModel, Error> {
+    pub fn load_dir(dir: &Path, device: &Device) -> Result<(ModelInfo, CausalLm), Error> {
         load(&read_dir(dir)?, &dir.display().to_string(), device)
     }
 

@@ -51,12 +51,14 @@ fn default_tie() -> bool {
     true
 }
 
-/// Named sizes from the workloads table in DESIGN.md.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// Named sizes of a fresh model, those of the benchmark workloads (BENCHMARKS.md) and `micro`.
+/// Settings files name them as strings; an unknown name is refused with the list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Preset {
     /// A model small enough to train in a browser tab or a CI test.
     Micro,
+    #[default]
     Tiny,
     Small,
     Gpt2_124m,
@@ -65,14 +67,31 @@ pub enum Preset {
 impl Preset {
     pub const NAMES: [&'static str; 4] = ["micro", "tiny", "small", "gpt2-124m"];
 
+    const ALL: [Preset; 4] = [
+        Preset::Micro,
+        Preset::Tiny,
+        Preset::Small,
+        Preset::Gpt2_124m,
+    ];
+
     pub fn parse(name: &str) -> Option<Preset> {
-        match name {
-            "micro" => Some(Preset::Micro),
-            "tiny" => Some(Preset::Tiny),
-            "small" => Some(Preset::Small),
-            "gpt2-124m" => Some(Preset::Gpt2_124m),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// (vocab, d_model, layers, heads, positions) of every preset by name: the browser's
+    /// buffer-limit check reads them from here.
+    pub fn shapes() -> Vec<(&'static str, [usize; 5])> {
+        Self::ALL
+            .into_iter()
+            .map(|p| {
+                let (vocab, width, layers, heads, positions) = p.sizes();
+                (p.name(), [vocab, width, layers, heads, positions])
+            })
+            .collect()
     }
 
     /// (vocab, d_model, layers, heads, positions)
@@ -110,6 +129,25 @@ impl Preset {
     /// The tokenizer size a from-scratch run trains for this preset.
     pub fn target_vocab(self) -> usize {
         self.sizes().0
+    }
+}
+
+impl TryFrom<String> for Preset {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Preset, String> {
+        Preset::parse(&name).ok_or_else(|| {
+            format!(
+                "unknown preset `{name}` (one of {})",
+                Preset::NAMES.join(", ")
+            )
+        })
+    }
+}
+
+impl From<Preset> for String {
+    fn from(preset: Preset) -> String {
+        preset.name().into()
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod gpt2;
+mod info;
 pub mod llama;
 pub mod precision;
 pub mod weights;
@@ -13,6 +14,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 pub use config::{Gpt2Config, Preset};
 pub use gpt2::Gpt2;
+pub use info::ModelInfo;
 pub use llama::{Llama, LlamaConfig};
 pub use precision::Precision;
 
@@ -103,32 +105,6 @@ pub enum ModelConfig {
 }
 
 impl ModelConfig {
-    /// Parses and checks `config.json`; the message names the line or the field at fault.
-    pub fn from_json(bytes: &[u8]) -> Result<ModelConfig, String> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| format!("line {}: {e}", e.line()))?;
-        // Without `model_type` (older GPT-2 configs) the file is read as GPT-2.
-        let model_type = match value.get("model_type") {
-            None => "gpt2".to_owned(),
-            Some(kind) => kind
-                .as_str()
-                .ok_or("field `model_type` must be a string")?
-                .to_owned(),
-        };
-        // Parsed again as the family's type, so that errors name the line and the field.
-        let config = match model_type.as_str() {
-            "gpt2" => ModelConfig::Gpt2(crate::io::json::from_slice(bytes)?),
-            "llama" => ModelConfig::Llama(crate::io::json::from_slice(bytes)?),
-            other => {
-                return Err(format!(
-                    "field `model_type`: `{other}` is not supported (gpt2 or llama)"
-                ));
-            }
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
     pub fn to_json(&self) -> Vec<u8> {
         match self {
             ModelConfig::Gpt2(c) => serde_json::to_vec_pretty(c),

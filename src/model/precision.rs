@@ -11,9 +11,11 @@
 //! needed. f16 (WebGPU's only half type) would need dynamic loss scaling; it is not offered.
 
 use burn::tensor::{DType, Device, FloatDType, Tensor};
+use serde::{Deserialize, Serialize};
 
 /// The dtype of the model's matrix products. Not saved with a model: a run's setting.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Precision {
     #[default]
     F32,
@@ -67,6 +69,25 @@ impl Precision {
             Precision::F32 => product,
             Precision::Bf16 => product.cast(FloatDType::F32),
         }
+    }
+}
+
+impl TryFrom<String> for Precision {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Precision, String> {
+        Precision::parse(&name).ok_or_else(|| {
+            format!(
+                "unknown precision `{name}` (one of {})",
+                Precision::NAMES.join(", ")
+            )
+        })
+    }
+}
+
+impl From<Precision> for String {
+    fn from(precision: Precision) -> String {
+        precision.name().into()
     }
 }
 

@@ -1,26 +1,32 @@
-//! The Trainer: a policy, its frozen reference (a model or precomputed log-probs) and AdamW,
-//! stepping through SFT and then DPO.
+//! Training: one driver, [`Run`], owns a whole run's sequence (SFT, freezing the reference,
+//! DPO, generations before and after, held-out evaluation, the non-finite guard); every front
+//! end (the command line's run folder, the browser worker, the experiments, the benchmark, the
+//! tests) builds it through [`setup`] and reacts to the [`Event`]s it reports.
 //!
-//! A step queues its work on the device and returns `PendingMetrics` without waiting: the one
-//! device read per step happens when the caller reads them, synchronously on native targets
-//! or with `.await` in the browser, where blocking reads are impossible.
+//! Underneath, the [`Trainer`] steps: a policy, its frozen reference (a model or precomputed
+//! log-probs) and AdamW. A step queues its work on the device and returns `PendingMetrics`
+//! without waiting: the one device read per step happens when they are read, with `.await`,
+//! which natively is driven by `burn::tensor::read_sync` and in the browser by the event loop.
 
 pub mod eval;
 pub mod optim;
 pub mod order;
+mod run;
+pub mod setup;
 
-use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
 use crate::config::TrainConfig;
 use crate::data::TokenizedPair;
 use crate::dpo::batch::SequenceBatch;
-use crate::dpo::{self, Metrics, Phase, ReferenceLogps, logps};
+use crate::dpo::{self, Metrics, Phase, Reference};
 use crate::model::CausalLm;
 use order::DataOrder;
+pub use run::{Event, Run, When, Work};
+pub use setup::{ModelSource, PairsFile, Prepared, Report, Resume, RunSpec, Start, prepare};
 
 /// What, besides weights and optimizer moments, a resumed run needs. The learning rate
 /// schedule is a function of `step`, and the data order (the only randomness in a step) of
@@ -33,13 +39,12 @@ pub struct TrainerState {
     pub cursor: usize,
 }
 
-pub struct Trainer {
+/// The step engine under [`Run`]: policy, reference, optimizer and data order.
+pub(crate) struct Trainer {
     config: TrainConfig,
     device: Device,
     policy: CausalLm,
-    reference: Option<CausalLm>,
-    /// Reference log-probs per pair, [chosen, rejected], when precomputed.
-    precomputed: Option<Vec<[f32; 2]>>,
+    reference: Option<Reference>,
     optim: ModuleOptimizer,
     pairs: Vec<TokenizedPair>,
     pad: u32,
@@ -48,7 +53,7 @@ pub struct Trainer {
 }
 
 /// A step's metrics, still on the device.
-pub struct PendingMetrics {
+pub(crate) struct PendingMetrics {
     values: Tensor<1>,
     step: usize,
     phase: Phase,
@@ -57,30 +62,10 @@ pub struct PendingMetrics {
 }
 
 impl PendingMetrics {
-    /// Reads the metrics, blocking until the step has run (native targets).
-    #[cfg(not(target_family = "wasm"))]
-    pub fn read(self) -> Result<Metrics, String> {
-        let data = self.values.clone().into_data_async();
-        let data = burn::tensor::read_sync(data);
-        self.finish(data)
-    }
-
-    /// Reads the metrics without blocking the thread (any target, the browser included).
-    pub async fn read_async(self) -> Result<Metrics, String> {
-        let data = self.values.clone().into_data_async().await;
-        self.finish(data)
-    }
-
-    fn finish<E: std::fmt::Display>(self, data: Result<TensorData, E>) -> Result<Metrics, String> {
-        let values = data
-            .map_err(|e| format!("reading metrics from the device failed: {e}"))?
-            .try_into_vec::<f32>()
-            .map_err(|e| format!("metrics have an unexpected type: {e:?}"))?;
-        let mut metrics = match self.phase {
-            Phase::Sft => Metrics::from_sft_values(self.step, &values),
-            _ => Metrics::from_pair_values(self.step, self.phase, &values),
-        };
-        metrics.grad_norm = values.last().map(|v| *v as f64);
+    pub async fn read(self) -> Result<Metrics, String> {
+        let values = eval::read_f32(self.values).await?;
+        let (mut metrics, rest) = Metrics::unpack(self.step, self.phase, &values);
+        metrics.grad_norm = rest.first().map(|v| *v as f64);
         metrics.lr = Some(self.lr);
         metrics.ms = Some(self.started.elapsed().as_secs_f64() * 1e3);
         Ok(metrics)
@@ -95,42 +80,30 @@ impl Trainer {
         pad: u32,
         config: TrainConfig,
         device: Device,
-        state: TrainerState,
     ) -> Self {
-        let order = DataOrder::new(config.seed, pairs.len(), state.cursor);
         Trainer {
             optim: optim::adamw(config.weight_decay),
-            policy: policy.with_precision(config.precision()),
+            policy: policy.with_precision(config.precision),
+            order: DataOrder::new(config.seed, pairs.len(), 0),
             config,
             device,
             reference: None,
-            precomputed: None,
             pairs,
             pad,
-            order,
-            step: state.step,
+            step: 0,
         }
     }
 
-    pub fn policy(&self) -> &CausalLm {
-        &self.policy
+    /// Continues from a checkpoint: its state and optimizer moments (`optimizer_bytes`).
+    pub fn restore(&mut self, state: &TrainerState, optimizer: Vec<u8>) -> Result<(), String> {
+        self.step = state.step;
+        self.order = DataOrder::new(self.config.seed, self.pairs.len(), state.cursor);
+        self.optim = optim::adamw(self.config.weight_decay)
+            .from_bytes(burn::tensor::Bytes::from_bytes_vec(optimizer))
+            .map_err(|e| format!("not an optimizer state: {e:?}"))?;
+        Ok(())
     }
 
-    /// The frozen reference model, once DPO has started (none with precomputed log-probs).
-    pub fn reference(&self) -> Option<&CausalLm> {
-        self.reference.as_ref()
-    }
-
-    pub fn config(&self) -> &TrainConfig {
-        &self.config
-    }
-
-    /// Steps done, SFT and DPO together.
-    pub fn steps_done(&self) -> usize {
-        self.step
-    }
-
-    /// The state a checkpoint saves.
     pub fn state(&self) -> TrainerState {
         TrainerState {
             step: self.step,
@@ -146,23 +119,6 @@ impl Trainer {
             .map_err(|e| format!("serializing the optimizer failed: {e:?}"))
     }
 
-    /// Restores moments saved by `optimizer_bytes` (after `new`, when resuming).
-    pub fn load_optimizer_bytes(&mut self, bytes: Vec<u8>) -> Result<(), String> {
-        self.optim = optim::adamw(self.config.weight_decay)
-            .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-            .map_err(|e| format!("not an optimizer state: {e:?}"))?;
-        Ok(())
-    }
-
-    /// Total steps of the run, SFT and DPO.
-    pub fn total_steps(&self) -> usize {
-        self.config.sft_steps + self.config.steps
-    }
-
-    pub fn is_done(&self) -> bool {
-        self.step >= self.total_steps()
-    }
-
     /// The phase of the next step.
     pub fn phase(&self) -> Phase {
         if self.step < self.config.sft_steps {
@@ -172,61 +128,16 @@ impl Trainer {
         }
     }
 
-    /// Whether DPO is next and its reference is not set yet: the caller then saves the SFT
-    /// model (it becomes the reference) and calls `start_dpo`.
-    pub fn needs_reference(&self) -> bool {
-        !self.is_done()
-            && self.phase() == Phase::Dpo
-            && self.reference.is_none()
-            && self.precomputed.is_none()
-    }
-
-    /// Freezes `reference` (normally the policy as SFT left it) and starts DPO with a fresh
-    /// optimizer. With `precompute_ref` its log-probs are computed now and the model dropped.
-    pub async fn start_dpo(&mut self, reference: CausalLm) -> Result<(), String> {
-        // A reference loaded from a folder (a resumed run's sft/) computes as the policy does.
-        let reference = reference.with_precision(self.config.precision()).no_grad();
-        if self.config.precompute_ref {
-            self.precomputed = Some(self.precompute(&reference).await?);
-        } else {
-            self.reference = Some(reference);
-        }
+    /// Freezes the reference and starts DPO, with a fresh optimizer when SFT has just ended
+    /// (a run resumed inside DPO keeps its restored moments).
+    pub fn freeze(&mut self, reference: Reference) {
+        self.reference = Some(reference);
         if self.step == self.config.sft_steps {
             self.optim = optim::adamw(self.config.weight_decay);
         }
-        Ok(())
     }
 
-    /// One step and its metrics, freezing the current policy as the reference first when DPO
-    /// starts (the command line does the same, and also saves that model as `sft/`).
-    pub async fn advance(&mut self) -> Result<Metrics, String> {
-        if self.needs_reference() {
-            let reference = self.policy.clone();
-            self.start_dpo(reference).await?;
-        }
-        self.step().read_async().await
-    }
-
-    async fn precompute(&self, reference: &CausalLm) -> Result<Vec<[f32; 2]>, String> {
-        let mut out = Vec::with_capacity(self.pairs.len());
-        for chunk in self.pairs.chunks(self.config.batch) {
-            let refs: Vec<&TokenizedPair> = chunk.iter().collect();
-            let batch = SequenceBatch::new(&dpo::pair_sequences(&refs), self.pad, &self.device);
-            let values = logps::sequence_logps(reference, &batch)
-                .detach()
-                .into_data_async()
-                .await
-                .map_err(|e| format!("reading reference log-probs failed: {e}"))?
-                .try_into_vec::<f32>()
-                .map_err(|e| format!("{e:?}"))?;
-            let n = chunk.len();
-            out.extend((0..n).map(|i| [values[i], values[n + i]]));
-        }
-        Ok(out)
-    }
-
-    /// Queues the next step (SFT or DPO). Panics if the run is done or DPO's reference is
-    /// missing (see `needs_reference`).
+    /// Queues the next step (SFT or DPO). Panics in DPO before `freeze`.
     pub fn step(&mut self) -> PendingMetrics {
         let started = Instant::now();
         let phase = self.phase();
@@ -253,6 +164,7 @@ impl Trainer {
                 &self.policy,
                 GradientsParams::from_grads(grads, &self.policy),
             );
+            let metrics = metrics.pack();
             metric_sum = Some(match metric_sum {
                 Some(sum) => sum + metrics,
                 None => metrics,
@@ -272,7 +184,7 @@ impl Trainer {
         }
     }
 
-    fn sft_forward(&self, indices: &[usize]) -> (Tensor<1>, Tensor<1>) {
+    fn sft_forward(&self, indices: &[usize]) -> (Tensor<1>, dpo::BatchMetrics) {
         let sequences: Vec<_> = indices
             .iter()
             .map(|&i| dpo::batch::Scored {
@@ -284,23 +196,11 @@ impl Trainer {
         dpo::sft_forward(&self.policy, &batch)
     }
 
-    fn dpo_forward(&mut self, indices: &[usize]) -> (Tensor<1>, Tensor<1>) {
+    fn dpo_forward(&self, indices: &[usize]) -> (Tensor<1>, dpo::BatchMetrics) {
         let pairs: Vec<&TokenizedPair> = indices.iter().map(|&i| &self.pairs[i]).collect();
         let batch = SequenceBatch::new(&dpo::pair_sequences(&pairs), self.pad, &self.device);
-        let reference = match (&self.reference, &self.precomputed) {
-            (Some(model), _) => ReferenceLogps::Model(model),
-            (None, Some(values)) => {
-                let chosen = indices.iter().map(|&i| values[i][0]);
-                let rejected = indices.iter().map(|&i| values[i][1]);
-                let all: Vec<f32> = chosen.chain(rejected).collect();
-                let len = all.len();
-                ReferenceLogps::Precomputed(Tensor::from_data(
-                    TensorData::new(all, [len]),
-                    &self.device,
-                ))
-            }
-            (None, None) => panic!("DPO step before start_dpo"),
-        };
+        let reference = self.reference.as_ref().expect("DPO step before freeze");
+        let reference = reference.batch(indices, &self.device);
         let out = dpo::pair_forward(&self.policy, reference, &batch, &self.config.loss);
         (out.loss, out.metrics)
     }

@@ -5,8 +5,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { formatBytes, largestBuffers, limitProblem, modelShape } from '../../www/gpu-limits.js';
+import { facts, initSync } from '../../www/pkg/dpo.js';
+import { formatBytes, largestBuffers, limitProblem, modelShape, setFacts } from '../../www/gpu-limits.js';
 import { injectIntoWorker, launch, openPage, root, serverUrl, trainAgain, waitForRun } from './harness.mjs';
+
+// The presets' shapes and the head's chunk size come from the library, as in the worker.
+initSync({ module: readFileSync(join(root, 'www/pkg/dpo_bg.wasm')) });
+setFacts(facts());
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;

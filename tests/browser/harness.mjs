@@ -1,5 +1,5 @@
 // Shared by the browser tests and scripts/bench_web.mjs: the static server, Chromium with
-// the flags that work on this machine (see shared FINDINGS: SwiftShader WebGPU needs
+// the flags that work on a machine without a GPU (SwiftShader's WebGPU needs
 // --enable-unsafe-webgpu; never a downloaded browser), and waiting for a run to end.
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';

@@ -1,5 +1,7 @@
-// The page and the native CLI compute the same first step: same data, seed and settings on
-// the CPU backend (flex in wasm vs flex natively, which differ only in summation order).
+// The page and the native CLI run the same training: same data, seed and settings on the CPU
+// backend (flex in wasm vs flex natively, which differ only in summation order) give the same
+// first steps, the same held-out split and the same held-out evaluation, both with a held-out
+// file and without one (then both hold out the last tenth of the training pairs).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -8,32 +10,59 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dpoBinary, launch, openPage, root, serverUrl, waitForRun } from './harness.mjs';
 
-test('first step matches `dpo train` to 1e-3', { timeout: 300_000 }, async (t) => {
-  const out = join(mkdtempSync(join(tmpdir(), 'dpo-native-')), 'run');
-  const native = spawnSync(dpoBinary, ['train', '--backend', 'cpu', '--preset', 'micro', '--seed', '5',
-    '--batch', '4', '--sft-steps', '1', '--steps', '1', '--samples', '0', '--json', '--out', out,
-    '--data', join(root, 'www/samples/train.jsonl'), '--eval-data', join(root, 'www/samples/heldout.jsonl')],
-  { encoding: 'utf8' });
-  assert.equal(native.status, 0, native.stderr);
-  const first = JSON.parse(native.stdout.split('\n').find((line) => line.startsWith('{')));
+const SETTINGS = { preset: 'micro', seed: '5', batch: '4', sft_steps: '1', steps: '1' };
 
+function nativeRun(dataArgs) {
+  const out = join(mkdtempSync(join(tmpdir(), 'dpo-native-')), 'run');
+  const flags = Object.entries(SETTINGS).flatMap(([name, value]) => [`--${name.replace('_', '-')}`, value]);
+  const native = spawnSync(dpoBinary, ['train', '--backend', 'cpu', ...flags, '--samples', '0', '--json',
+    '--out', out, ...dataArgs], { encoding: 'utf8' });
+  assert.equal(native.status, 0, native.stderr);
+  return native.stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
+}
+
+async function pageRun(sample) {
   const server = await serverUrl();
   const browser = await launch({ webgpu: false });
   try {
-    const { page } = await openPage(browser,
-      `${server.url}#sample=sentiment&backend=cpu&preset=micro&seed=5&batch=4&sft_steps=1&steps=1&gen_tokens=4&autostart=1`);
+    const settings = new URLSearchParams({ sample, backend: 'cpu', ...SETTINGS, gen_tokens: '4', autostart: '1' });
+    const { page } = await openPage(browser, `${server.url}#${settings}`);
     const run = await waitForRun(page, 240_000);
     assert.equal(run.error, null, run.error);
-    const web = run.metrics[0];
-    assert.equal(web.step, 1);
-    assert.equal(web.phase, first.phase);
-    for (const key of ['loss', 'logps/chosen', 'grad_norm']) {
-      const relative = Math.abs(web[key] - first[key]) / Math.max(Math.abs(first[key]), 1e-12);
-      t.diagnostic(`${key}: page ${web[key]}, native ${first[key]}, relative difference ${relative.toExponential(1)}`);
-      assert.ok(relative <= 1e-3, `${key}: page ${web[key]} vs native ${first[key]} (relative ${relative})`);
-    }
+    return run;
   } finally {
     await browser.close();
     server.stop();
   }
+}
+
+function assertClose(t, what, web, native) {
+  for (const key of ['loss', 'logps/chosen', what === 'evaluation' ? 'rewards/margins' : 'grad_norm']) {
+    const relative = Math.abs(web[key] - native[key]) / Math.max(Math.abs(native[key]), 1e-12);
+    t.diagnostic(`${what} ${key}: page ${web[key]}, native ${native[key]}, relative difference ${relative.toExponential(1)}`);
+    assert.ok(relative <= 1e-3 || Math.abs(web[key] - native[key]) <= 1e-6,
+      `${what} ${key}: page ${web[key]} vs native ${native[key]} (relative ${relative})`);
+  }
+}
+
+async function agree(t, nativeData, sample, heldOutPairs) {
+  const native = nativeRun(nativeData);
+  const web = await pageRun(sample);
+  const first = native[0];
+  assert.equal(web.metrics[0].step, 1);
+  assert.equal(web.metrics[0].phase, first.phase);
+  assertClose(t, 'step 1', web.metrics[0], first);
+  const evaluation = native.find((m) => m.phase === 'eval');
+  assert.ok(evaluation, 'the native run evaluated');
+  assert.equal(web.evaluation.margins.length, heldOutPairs, 'held-out pairs');
+  assertClose(t, 'evaluation', web.evaluation.metrics, evaluation);
+}
+
+test('with a held-out file: first step and evaluation match `dpo train` to 1e-3', { timeout: 300_000 }, async (t) => {
+  await agree(t, ['--data', join(root, 'www/samples/train.jsonl'), '--eval-data', join(root, 'www/samples/heldout.jsonl')],
+    'sentiment', 200);
+});
+
+test('without one: both hold out the same last tenth and match `dpo train` to 1e-3', { timeout: 300_000 }, async (t) => {
+  await agree(t, ['--data', join(root, 'www/samples/train.jsonl')], 'samples/train.jsonl', 200);
 });

@@ -7,45 +7,63 @@ use std::process::Command;
 
 use burn::tensor::{Device, read_sync};
 use dpo::config::TrainConfig;
-use dpo::data::{ChatTemplate, TokenizedPair};
 use dpo::dpo::Metrics;
-use dpo::io::hf::{self, LoadedModel};
-use dpo::run::SHIPPED_TRAIN;
-use dpo::session;
-use dpo::train::Trainer;
+use dpo::io::hf;
+use dpo::model::{CausalLm, ModelInfo, Preset};
+use dpo::task::SHIPPED_TRAIN;
+use dpo::train::{self, Event, ModelSource, PairsFile, Prepared, Report, Run, RunSpec};
 
-/// A fresh model of `preset` and the first `pairs` shipped training pairs tokenized for it.
-pub fn shipped_setup(
-    preset: &str,
-    pairs: usize,
-    device: &Device,
-) -> (LoadedModel, Vec<TokenizedPair>, TrainConfig) {
-    let config = TrainConfig {
-        preset: preset.into(),
+/// The tests' settings: a few steps of a small batch, seed 7.
+pub fn small_config(preset: Preset) -> TrainConfig {
+    TrainConfig {
+        preset,
         seed: 7,
         batch: 4,
         sft_steps: 2,
         steps: 3,
         max_length: 64,
         ..TrainConfig::default()
-    };
-    let all = dpo::data::parse_pairs(
-        SHIPPED_TRAIN.0,
-        SHIPPED_TRAIN.1.as_bytes(),
-        &ChatTemplate::default_plain(),
-    )
-    .unwrap();
-    let pairs = &all[..pairs];
-    let model = session::from_scratch(pairs, &config, device).unwrap();
-    let tokenized = session::tokenize(&model, "shipped", pairs, config.max_length).unwrap();
-    (model, tokenized, config)
+    }
 }
 
-/// Steps `trainer` to the end, the initial policy of DPO becoming its reference.
-pub fn run_to_end(trainer: &mut Trainer) -> Vec<Metrics> {
+/// A run of `config` on the first `pairs` shipped training pairs, all of them trained on:
+/// the shipped held-out file is the held-out one, and nothing is sampled or evaluated.
+pub fn shipped_run(config: TrainConfig, pairs: usize) -> Prepared {
+    let lines: String = SHIPPED_TRAIN
+        .1
+        .lines()
+        .take(pairs)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    train::prepare(RunSpec {
+        config,
+        model: ModelSource::Preset,
+        train: PairsFile::new("shipped", lines),
+        heldout: Some(PairsFile::shipped_heldout()),
+        report: Report {
+            prompts: 0,
+            eval_pairs: Some(0),
+            ..Report::default()
+        },
+    })
+    .unwrap()
+}
+
+/// A fresh model of `preset` (tokenizer trained on 16 shipped pairs) on `device`.
+pub fn fresh_model(preset: Preset, device: &Device) -> (ModelInfo, CausalLm) {
+    let config = small_config(preset);
+    let info = shipped_run(config.clone(), 16).info().clone();
+    let model = info.config.random_weights(config.seed, device);
+    (info, model)
+}
+
+/// Drives `run` to its end; the metrics of its steps.
+pub fn run_to_end(run: &mut Run) -> Vec<Metrics> {
     let mut out = Vec::new();
-    while !trainer.is_done() {
-        out.push(read_sync(trainer.advance()).unwrap());
+    while let Some(event) = read_sync(run.next()).unwrap() {
+        if let Event::Step { metrics } = event {
+            out.push(metrics);
+        }
     }
     out
 }
@@ -77,22 +95,15 @@ pub fn dpo<S: AsRef<OsStr>>(args: &[S]) -> (i32, String, String) {
     )
 }
 
-/// A model's Hugging Face folder files (its tokenizer config left out).
-pub fn export_files(model: &LoadedModel) -> hf::ModelFiles {
-    read_sync(hf::export(
-        &model.model,
-        &model.config,
-        &model.tokenizer,
-        None,
-    ))
-    .unwrap()
+/// A model's Hugging Face folder files.
+pub fn export_files(info: &ModelInfo, model: &CausalLm) -> hf::ModelFiles {
+    read_sync(hf::export(model, info)).unwrap()
 }
 
 /// Writes a fresh micro model folder (HF layout) to `dir`.
 pub fn write_model_folder(dir: &Path) {
-    let device = Device::flex();
-    let (model, _, _) = shipped_setup("micro", 16, &device);
-    hf::write_dir(dir, &export_files(&model), &[]).unwrap();
+    let (info, model) = fresh_model(Preset::Micro, &Device::flex());
+    hf::write_dir(dir, &export_files(&info, &model), &[]).unwrap();
 }
 
 /// Rewrites the JSON header of the safetensors file at `path` with `edit`, keeping the data.

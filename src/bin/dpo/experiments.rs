@@ -7,9 +7,10 @@ use clap::Args;
 use dpo::config::TrainConfig;
 use dpo::dpo::loss::LossConfig;
 use dpo::io::atomic;
+use dpo::model::Preset;
 use dpo::{Error, frontier};
 
-use super::{BackendArg, parse_losses, select_device};
+use super::{BackendArg, parse_losses, select_device, setting};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -140,7 +141,7 @@ pub fn frontier_cmd(args: FrontierArgs) -> Result<(), Error> {
         .collect::<Result<Vec<_>, _>>()?;
     let config = frontier::FrontierConfig {
         train: TrainConfig {
-            preset: args.preset,
+            preset: setting::<Preset>("preset")(&args.preset)?,
             sft_steps: args.sft_steps,
             steps: args.steps,
             lr: args.lr,

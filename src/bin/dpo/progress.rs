@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 
 use dpo::dpo::Metrics;
-use dpo::run::Progress;
+use dpo::jobs::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A progress bar on a terminal, plain lines otherwise.

@@ -1,16 +1,13 @@
 //! `dpo`: train, evaluate and sample from small language models with DPO.
 //!
 //! A thin shell: flags become a `TrainConfig` (over `--config file.toml`), the backend is
-//! chosen here once, and `dpo::run` does the work. Exit status: 0 done, 2 bad input or usage
+//! chosen here once, and `dpo::jobs` does the work. Exit status: 0 done, 2 bad input or usage
 //! (one line on stderr), 1 anything else.
 
-// The binary's own modules live beside it in `dpo/` (a file there is not a binary target).
-#[path = "dpo/experiments.rs"]
 mod experiments;
-#[path = "dpo/progress.rs"]
 mod progress;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -18,8 +15,10 @@ use dpo::Error;
 use dpo::config::TrainConfig;
 use dpo::device::{self, Backend};
 use dpo::dpo::loss::{LossConfig, LossType};
-use dpo::generate::{SamplingConfig, generate};
-use dpo::run::{self, TrainJob};
+use dpo::generate::{SamplingConfig, mean_reward};
+use dpo::jobs::{self, TrainJob};
+use dpo::model::{Precision, Preset};
+use dpo::train::Report;
 use experiments::{BenchArgs, FrontierArgs, bench_cmd, frontier_cmd};
 use progress::Reporter;
 
@@ -42,7 +41,7 @@ enum Command {
     Eval(EvalArgs),
     /// Sample text from a model folder.
     Generate(GenerateArgs),
-    /// Time DESIGN.md's workloads (ms/step, tokens/s, peak memory) per backend and reference mode.
+    /// Time the benchmark workloads (BENCHMARKS.md) (ms/step, tokens/s, peak memory) per backend and reference mode.
     Bench(BenchArgs),
     /// The reward-vs-KL experiment on the shipped task: DPO at several betas per loss type,
     /// writing reward_kl.json and reward_kl.svg.
@@ -295,7 +294,7 @@ fn parse_losses(names: &str, weights: Option<&str>, into: &mut LossConfig) -> Re
 
 fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
     let mut config = match &args.config {
-        Some(path) => run::read_config(path)?,
+        Some(path) => jobs::read_config(path)?,
         None => TrainConfig::default(),
     };
     macro_rules! set {
@@ -305,7 +304,13 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
             }
         };
     }
-    set!(preset = args.preset.clone());
+    set!(
+        preset = args
+            .preset
+            .as_deref()
+            .map(setting::<Preset>("preset"))
+            .transpose()?
+    );
     set!(sft_steps = args.sft_steps);
     set!(steps = args.steps);
     set!(loss.beta = args.beta);
@@ -319,7 +324,13 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
     set!(grad_accum = args.grad_accum);
     set!(max_length = args.max_length);
     set!(seed = args.seed);
-    set!(precision = args.precision.clone());
+    set!(
+        precision = args
+            .precision
+            .as_deref()
+            .map(setting::<Precision>("precision"))
+            .transpose()?
+    );
     config.precompute_ref |= args.precompute_ref;
     config.loss.reference_free |= args.reference_free;
     config.loss.length_normalize |= args.length_normalize;
@@ -332,8 +343,17 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
     Ok(config)
 }
 
+/// Parses a named setting as its settings-file field would be.
+fn setting<T: TryFrom<String, Error = String>>(
+    field: &'static str,
+) -> impl Fn(&str) -> Result<T, Error> {
+    move |name| {
+        T::try_from(name.to_string()).map_err(|e| Error::Input(format!("field `{field}`: {e}")))
+    }
+}
+
 fn default_out(config: &TrainConfig) -> PathBuf {
-    let base = format!("runs/{}-seed{}", config.preset, config.seed);
+    let base = format!("runs/{}-seed{}", config.preset.name(), config.seed);
     (1..)
         .map(|n| {
             if n == 1 {
@@ -358,12 +378,15 @@ fn train(args: TrainArgs) -> Result<(), Error> {
         resume: args.resume,
         save_every: args.save_every,
         keep_checkpoints: args.keep_checkpoints,
-        sample_prompts: args.samples,
+        report: Report {
+            prompts: args.samples,
+            ..Report::default()
+        },
     };
-    let prepared = run::prepare(job)?;
+    let prepared = jobs::prepare(job)?;
     let device = select_device(&args.backend)?;
     let mut progress = Reporter::new(args.json);
-    let eval = run::train(prepared, &device, &mut progress)?;
+    let eval = jobs::train(prepared, &device, &mut progress)?;
     progress.finish();
     eprintln!(
         "run folder: {} (metrics.jsonl, sft/, final/)",
@@ -390,7 +413,7 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
     };
     parse_losses(&args.loss, None, &mut loss)?;
     loss.validate().map_err(Error::Input)?;
-    let job = run::Eval::prepare(
+    let job = jobs::Eval::prepare(
         &args.model,
         args.reference.as_deref(),
         &args.data,
@@ -407,54 +430,25 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
 }
 
 fn generate_cmd(args: GenerateArgs) -> Result<(), Error> {
-    let model = run::ModelDir::read(&args.model)?;
-    let prompts: Vec<String> = match (&args.prompt, &args.data) {
-        (Some(prompt), _) => vec![prompt.clone()],
-        (None, Some(path)) => {
-            let (_, pairs) = run::read_pairs(
-                Some(Path::new(path)),
-                run::SHIPPED_HELDOUT,
-                &model.info.template,
-            )?;
-            dpo::data::distinct_prompts(&pairs)
-                .into_iter()
-                .map(String::from)
-                .collect()
-        }
-        (None, None) => unreachable!("clap requires one"),
+    let job = jobs::Generate::prepare(&args.model, args.prompt.as_deref(), args.data.as_deref())?;
+    let sampling = SamplingConfig {
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        seed: args.seed,
     };
-    let device = select_device(&args.backend)?;
-    let loaded = model.load(&device)?;
-    let lexicon = dpo::task::Lexicon::shipped();
-    let mut total = 0.0;
-    for (i, prompt) in prompts.iter().enumerate() {
-        let sampling = SamplingConfig {
-            max_new_tokens: args.max_new_tokens,
-            temperature: args.temperature,
-            top_k: args.top_k,
-            seed: args.seed + i as u64,
-        };
-        let text = burn::tensor::read_sync(generate(
-            &loaded.model,
-            &loaded.tokenizer,
-            prompt,
-            &sampling,
-            &device,
-        ))
-        .map_err(Error::Runtime)?;
-        let reward = lexicon.reward(&text) as f64;
-        total += reward;
-        if args.score {
-            println!("{prompt}{text}\t[reward {reward:+.1}]");
-        } else {
-            println!("{prompt}{text}");
+    let generations = job.run(&sampling, &select_device(&args.backend)?)?;
+    for g in &generations {
+        match args.score {
+            true => println!("{}{}\t[reward {:+.1}]", g.prompt, g.text, g.reward),
+            false => println!("{}{}", g.prompt, g.text),
         }
     }
     if args.score {
         println!(
             "mean ground-truth reward over {} prompts: {:.3}",
-            prompts.len(),
-            total / prompts.len().max(1) as f64
+            generations.len(),
+            mean_reward(&generations)
         );
     }
     Ok(())
