@@ -280,7 +280,7 @@ impl Prepared {
                 ),
                 ModelSource::Folder { name, files } => (load((name, files))?, None),
             },
-            Start::Weights(model) => (model.to_device(&autodiff), None),
+            Start::Weights(model) => (model.fork(&autodiff), None),
             Start::Resume(resume) => (load((&resume.policy.0, &resume.policy.1))?, Some(resume)),
         };
         let mut trainer = Trainer::new(
