@@ -3,6 +3,7 @@
 # playwright-core: WebGPU on SwiftShader, the CPU fallback, bad input, and agreement with
 # the native CLI. Builds what is missing, serves www/ on a free port, runs `node --test`.
 # Screenshots land in target/browser-artifacts/. DPO_TEST_VERBOSE=1 echoes the page's console.
+# Arguments name test files to run instead of all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,4 +33,5 @@ done
 [ -n "$url" ] || { echo "the static server did not start" >&2; exit 1; }
 
 # One test at a time: each trains a model, and two at once would only fight over 2 cores.
-DPO_WEB_URL="$url" node --test --test-concurrency=1 --test-reporter=spec tests/browser/
+if [ $# -eq 0 ]; then set -- tests/browser/; fi
+DPO_WEB_URL="$url" node --test --test-concurrency=1 --test-reporter=spec "$@"

@@ -68,8 +68,9 @@ pub async fn sample_and_score(
                 ..sampling.clone()
             };
             let sample = sample_ids(model, tokenizer, prompt, &config, device).await?;
-            let new = &sample.ids[sample.prompt_len..];
-            let text = tokenizer.decode(new.strip_suffix(&[tokenizer.eos_id()]).unwrap_or(new));
+            let (prompt_ids, new) = sample.ids.split_at(sample.prompt_len);
+            let new = new.strip_suffix(&[tokenizer.eos_id()]).unwrap_or(new);
+            let text = tokenizer.decode_continuation(prompt_ids, new);
             out.push(Generation {
                 prompt: prompt.clone(),
                 reward: lexicon.reward(&text),

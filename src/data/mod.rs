@@ -111,7 +111,8 @@ mod tests {
         parse_pairs("d.jsonl", bytes, &ChatTemplate::default_plain())
     }
 
-    fn pair(prompt: &str, chosen: &str, rejected: &str, line: usize) -> PreferencePair {
+    /// A plain-text pair from line `line`, for the data tests.
+    pub(super) fn pair(prompt: &str, chosen: &str, rejected: &str, line: usize) -> PreferencePair {
         let s = str::to_owned;
         PreferencePair {
             prompt: s(prompt),

@@ -81,19 +81,9 @@ pub fn tokenize_pairs(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::pair;
     use super::super::tokenizer::tests::hand_built;
     use super::*;
-
-    fn pair(prompt: &str, chosen: &str, rejected: &str, line: usize) -> PreferencePair {
-        let s = str::to_owned;
-        PreferencePair {
-            prompt: s(prompt),
-            chosen: s(chosen),
-            rejected: s(rejected),
-            line,
-            conversational: false,
-        }
-    }
 
     #[test]
     fn completion_start_and_eos() {

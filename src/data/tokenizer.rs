@@ -122,6 +122,19 @@ impl TextTokenizer {
             .unwrap_or_else(|e| format!("<cannot decode: {e}>"))
     }
 
+    /// The text `new` adds after `prompt`. Decoded together with the prompt, so that a
+    /// character whose bytes straddle two tokens comes out whole; one cut off at the end
+    /// (sampling stopped inside it) is left out instead of shown as U+FFFD.
+    pub fn decode_continuation(&self, prompt: &[u32], new: &[u32]) -> String {
+        let before = self.decode(prompt);
+        let all = self.decode(&[prompt, new].concat());
+        let text = match all.strip_prefix(&before) {
+            Some(text) => text.to_owned(),
+            None => self.decode(new),
+        };
+        text.trim_end_matches('\u{FFFD}').to_owned()
+    }
+
     /// One more than the largest token id: the embedding size a model needs.
     pub fn vocab_size(&self) -> usize {
         self.vocab_size
@@ -168,6 +181,24 @@ pub(super) mod tests {
         let loaded = TextTokenizer::from_bytes(a.to_json().as_bytes(), None).unwrap();
         assert_eq!(loaded.to_json(), a.to_json());
         assert_eq!(loaded.encode(CORPUS), a.encode(CORPUS));
+    }
+
+    #[test]
+    fn continuations_never_show_half_a_character() {
+        let bytes =
+            TextTokenizer::from_tokenizer(train_bpe(["h é"].into_iter(), 257).unwrap(), None);
+        let tok = bytes.unwrap();
+        let prompt = tok.encode_text("h");
+        let all = tok.encode_text("h é");
+        let new = &all[prompt.len()..];
+        // " é" is three byte tokens: a space and é's two bytes.
+        assert_eq!(new.len(), 3);
+        assert!(
+            tok.decode(&new[..2]).ends_with('\u{FFFD}'),
+            "decoded alone, half of é shows"
+        );
+        assert_eq!(tok.decode_continuation(&prompt, &new[..2]), " ");
+        assert_eq!(tok.decode_continuation(&prompt, new), " é");
     }
 
     /// No pre-tokenizer, vocab `<|endoftext|> a b c ab </s>` and the single merge `a b`,

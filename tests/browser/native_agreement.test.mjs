@@ -21,12 +21,16 @@ function nativeRun(dataArgs) {
   return native.stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
 }
 
-async function pageRun(sample) {
+// `data`: a shipped sample's name, or the path of a training file given through the file
+// picker (then the page has no held-out file).
+async function pageRun(data) {
   const server = await serverUrl();
   const browser = await launch({ webgpu: false });
   try {
-    const settings = new URLSearchParams({ sample, backend: 'cpu', ...SETTINGS, gen_tokens: '4', autostart: '1' });
+    const sample = data.sample ? { sample: data.sample } : {};
+    const settings = new URLSearchParams({ ...sample, backend: 'cpu', ...SETTINGS, gen_tokens: '4', autostart: '1' });
     const { page } = await openPage(browser, `${server.url}#${settings}`);
+    if (data.trainFile) await page.setInputFiles('#train-file', data.trainFile);
     const run = await waitForRun(page, 240_000);
     assert.equal(run.error, null, run.error);
     return run;
@@ -45,9 +49,9 @@ function assertClose(t, what, web, native) {
   }
 }
 
-async function agree(t, nativeData, sample, heldOutPairs) {
+async function agree(t, nativeData, pageData, heldOutPairs) {
   const native = nativeRun(nativeData);
-  const web = await pageRun(sample);
+  const web = await pageRun(pageData);
   const first = native[0];
   assert.equal(web.metrics[0].step, 1);
   assert.equal(web.metrics[0].phase, first.phase);
@@ -60,9 +64,10 @@ async function agree(t, nativeData, sample, heldOutPairs) {
 
 test('with a held-out file: first step and evaluation match `dpo train` to 1e-3', { timeout: 300_000 }, async (t) => {
   await agree(t, ['--data', join(root, 'www/samples/train.jsonl'), '--eval-data', join(root, 'www/samples/heldout.jsonl')],
-    'sentiment', 200);
+    { sample: 'sentiment' }, 200);
 });
 
 test('without one: both hold out the same last tenth and match `dpo train` to 1e-3', { timeout: 300_000 }, async (t) => {
-  await agree(t, ['--data', join(root, 'www/samples/train.jsonl')], 'samples/train.jsonl', 200);
+  const train = join(root, 'www/samples/train.jsonl');
+  await agree(t, ['--data', train], { trainFile: train }, 200);
 });
