@@ -4,6 +4,7 @@
 // folder) in model-picker.js; this module only wires them to the page.
 // All training happens in the worker; this thread only draws, so the page never freezes.
 import { Charts } from './charts.js';
+import { METRIC as M } from './metric-names.js';
 import { TrainerClient } from './trainer-client.js';
 import { defaults, startMessage } from './settings.js';
 import { fetchDataset, readFile, samples } from './samples.js';
@@ -156,7 +157,7 @@ const signed = (v) => (v >= 0 ? '+' : '−') + Math.abs(v).toFixed(3);
 function onMetrics(m) {
   charts.add(m);
   const parts = [`Step ${m.step} / ${state.totalSteps ?? '?'}`, m.phase.toUpperCase(), `loss ${m.loss.toFixed(4)}`];
-  if (m.phase === 'dpo') parts.push(`margin ${signed(m['rewards/margins'])}`, `accuracy ${m['rewards/accuracies'].toFixed(2)}`);
+  if (m.phase === 'dpo') parts.push(`margin ${signed(m[M.margins])}`, `accuracy ${m[M.accuracies].toFixed(2)}`);
   if (m.ms != null) parts.push(`${m.ms.toFixed(0)} ms/step`);
   lastProgress = parts.join(' · ');
   $('#progress').textContent = lastProgress;
@@ -177,9 +178,9 @@ function onGenerations({ when, items }) {
 
 function onEvaluation({ metrics, margins }) {
   charts.histogram(margins);
-  $('#evaluation').textContent = `Held-out (${margins.length} pairs): accuracy ${metrics['rewards/accuracies'].toFixed(2)} · ` +
-    `margin ${signed(metrics['rewards/margins'])} · chosen ${signed(metrics['rewards/chosen'])} · ` +
-    `rejected ${signed(metrics['rewards/rejected'])} · loss ${metrics.loss.toFixed(4)}`;
+  $('#evaluation').textContent = `Held-out (${margins.length} pairs): accuracy ${metrics[M.accuracies].toFixed(2)} · ` +
+    `margin ${signed(metrics[M.margins])} · chosen ${signed(metrics[M.chosen])} · ` +
+    `rejected ${signed(metrics[M.rejected])} · loss ${metrics.loss.toFixed(4)}`;
 }
 
 function download({ files }) {

@@ -4,6 +4,7 @@
 // <dpo-trainer> the few it was asked for (see chartCards). Metrics arrive every step (tens of
 // ms apart on a fast backend), so data is appended at once and drawn at most once per frame.
 import uPlot from './vendor/uPlot.esm.js';
+import { METRIC as M } from './metric-names.js';
 
 export const colors = {
   sft: '#8250df',
@@ -45,18 +46,18 @@ const definitions = {
   rewards: {
     title: 'Rewards: chosen and rejected',
     series: [line('chosen', colors.chosen), line('rejected', colors.rejected)],
-    row: (m) => m.phase === 'dpo' ? [m.step, m['rewards/chosen'], m['rewards/rejected']] : null,
+    row: (m) => m.phase === 'dpo' ? [m.step, m[M.chosen], m[M.rejected]] : null,
   },
   margins: {
     title: 'Reward margin (chosen − rejected)',
     series: [line('margin', colors.margin)],
-    row: (m) => m.phase === 'dpo' ? [m.step, m['rewards/margins']] : null,
+    row: (m) => m.phase === 'dpo' ? [m.step, m[M.margins]] : null,
   },
   accuracy: {
     title: 'Reward accuracy',
     series: [line('accuracy', colors.accuracy)],
     scales: { y: { range: [0, 1] } },
-    row: (m) => m.phase === 'dpo' ? [m.step, m['rewards/accuracies']] : null,
+    row: (m) => m.phase === 'dpo' ? [m.step, m[M.accuracies]] : null,
   },
 };
 

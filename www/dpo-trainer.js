@@ -36,6 +36,7 @@
 //   stop(), pause(), resume()
 //   running, metrics (this run's steps), backend, charts (points(), drawn(name): test hooks)
 import { Charts, chartCards } from './charts.js';
+import { METRIC as M } from './metric-names.js';
 import { TrainerClient } from './trainer-client.js';
 import { defaults, startMessage } from './settings.js';
 import { fetchDataset, readFile, samples } from './samples.js';
@@ -208,14 +209,14 @@ export class DpoTrainer extends HTMLElement {
       this.charts.add(m);
       const total = client.state.totalSteps;
       const parts = [`Step ${m.step}/${total}`, m.phase.toUpperCase(), `loss ${m.loss.toFixed(4)}`];
-      if (m.phase === 'dpo') parts.push(`margin ${signed(m['rewards/margins'])}`);
+      if (m.phase === 'dpo') parts.push(`margin ${signed(m[M.margins])}`);
       this.#say(parts.join(' · '));
       this.#emit('dpo-progress', { metrics: m, totalSteps: total });
     });
     on('evaluation', ({ metrics, margins }) => {
       this.charts.histogram(margins);
-      this.ui.result.textContent = `Held-out (${margins.length} pairs): accuracy ${metrics['rewards/accuracies'].toFixed(2)}, ` +
-        `margin ${signed(metrics['rewards/margins'])}`;
+      this.ui.result.textContent = `Held-out (${margins.length} pairs): accuracy ${metrics[M.accuracies].toFixed(2)}, ` +
+        `margin ${signed(metrics[M.margins])}`;
     });
     on('done', ({ stopped }) => {
       const seconds = ((performance.now() - this.#startedAt) / 1000).toFixed(0);

@@ -11,7 +11,7 @@ const FILES = [
   './', 'index.html', 'lesson.html', 'embed.html',
   'style.css', 'lesson.css', 'dpo-trainer.css',
   'app.js', 'charts.js', 'dpo-math.js', 'dpo-trainer.js', 'embed.js', 'failures.js', 'gpu-limits.js', 'hf-folder.js',
-  'lesson.js', 'model-picker.js', 'offline.js', 'reward-kl.js', 'samples.js', 'settings.js', 'trainer-client.js',
+  'lesson.js', 'metric-names.js', 'model-picker.js', 'offline.js', 'reward-kl.js', 'samples.js', 'settings.js', 'trainer-client.js',
   'worked-example.js', 'worker.js',
   'pkg/dpo.js', 'pkg/dpo_bg.wasm',
   'vendor/uPlot.esm.js', 'vendor/uPlot.min.css', 'vendor/fflate.js',

@@ -42,12 +42,16 @@
 import init, { WebTrainer, checkPairs, facts } from './pkg/dpo.js';
 import { describe, reportFailures, setWasmMemory } from './failures.js';
 import { limitProblem, modelShape, setFacts } from './gpu-limits.js';
+import { unknownMetrics } from './metric-names.js';
 
 const { post, fail, doing } = reportFailures((message, transfer) => self.postMessage(message, transfer));
 
 const ready = init().then((wasm) => {
   setWasmMemory(wasm.memory);
-  setFacts(facts());
+  const library = facts();
+  setFacts(library);
+  const unknown = unknownMetrics(library.metrics);
+  if (unknown.length) throw new Error(`the page reads metrics the library does not report: ${unknown.join(', ')}`);
   doing('waiting for a run');
   post({ type: 'ready' });
 });

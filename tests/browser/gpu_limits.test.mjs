@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { facts, initSync } from '../../www/pkg/dpo.js';
 import { formatBytes, largestBuffers, limitProblem, modelShape, setFacts } from '../../www/gpu-limits.js';
+import { METRIC, unknownMetrics } from '../../www/metric-names.js';
 import { injectIntoWorker, launch, openPage, root, serverUrl, trainAgain, waitForRun } from './harness.mjs';
 
 // The presets' shapes and the head's chunk size come from the library, as in the worker.
@@ -18,6 +19,11 @@ const MiB = 2 ** 20;
 const swiftShader = { maxStorageBufferBindingSize: GiB, maxBufferSize: 4 * GiB };
 // The least a WebGPU adapter may offer (the spec's defaults).
 const smallest = { maxStorageBufferBindingSize: 128 * MiB, maxBufferSize: 256 * MiB };
+
+test('the page reads only metrics the library reports', () => {
+  assert.deepEqual(unknownMetrics(facts().metrics), []);
+  assert.deepEqual(unknownMetrics(facts().metrics.filter((name) => name !== METRIC.margins)), [METRIC.margins]);
+});
 
 test('the largest buffers of each model, against the limits', () => {
   assert.deepEqual([formatBytes(GiB), formatBytes(1.2 * GiB), formatBytes(1536), formatBytes(100)],
