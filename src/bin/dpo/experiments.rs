@@ -141,7 +141,7 @@ pub fn frontier_cmd(args: FrontierArgs) -> Result<(), Error> {
         .collect::<Result<Vec<_>, _>>()?;
     let config = frontier::FrontierConfig {
         train: TrainConfig {
-            preset: setting::<Preset>("preset")(&args.preset)?,
+            preset: setting::<Preset>("preset", &args.preset)?,
             sft_steps: args.sft_steps,
             steps: args.steps,
             lr: args.lr,

@@ -17,7 +17,6 @@ use dpo::device::{self, Backend};
 use dpo::dpo::loss::{LossConfig, LossType};
 use dpo::generate::{SamplingConfig, mean_reward};
 use dpo::jobs::{self, TrainJob};
-use dpo::model::{Precision, Preset};
 use dpo::train::Report;
 use experiments::{BenchArgs, FrontierArgs, bench_cmd, frontier_cmd};
 use progress::Reporter;
@@ -304,13 +303,12 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
             }
         };
     }
-    set!(
-        preset = args
-            .preset
-            .as_deref()
-            .map(setting::<Preset>("preset"))
-            .transpose()?
-    );
+    let preset = args.preset.as_deref().map(|name| setting("preset", name));
+    let precision = args
+        .precision
+        .as_deref()
+        .map(|name| setting("precision", name));
+    set!(preset = preset.transpose()?);
     set!(sft_steps = args.sft_steps);
     set!(steps = args.steps);
     set!(loss.beta = args.beta);
@@ -324,13 +322,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
     set!(grad_accum = args.grad_accum);
     set!(max_length = args.max_length);
     set!(seed = args.seed);
-    set!(
-        precision = args
-            .precision
-            .as_deref()
-            .map(setting::<Precision>("precision"))
-            .transpose()?
-    );
+    set!(precision = precision.transpose()?);
     config.precompute_ref |= args.precompute_ref;
     config.loss.reference_free |= args.reference_free;
     config.loss.length_normalize |= args.length_normalize;
@@ -343,13 +335,9 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
     Ok(config)
 }
 
-/// Parses a named setting as its settings-file field would be.
-fn setting<T: TryFrom<String, Error = String>>(
-    field: &'static str,
-) -> impl Fn(&str) -> Result<T, Error> {
-    move |name| {
-        T::try_from(name.to_string()).map_err(|e| Error::Input(format!("field `{field}`: {e}")))
-    }
+/// Parses a named setting (a preset, a precision) as its settings-file field would be.
+fn setting<T: TryFrom<String, Error = String>>(field: &str, name: &str) -> Result<T, Error> {
+    T::try_from(name.to_string()).map_err(|e| Error::Input(format!("field `{field}`: {e}")))
 }
 
 fn default_out(config: &TrainConfig) -> PathBuf {
