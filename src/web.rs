@@ -16,7 +16,7 @@ use crate::data::{self, ChatTemplate};
 use crate::dpo::Metrics;
 use crate::dpo::logps::MAX_CHUNK_LOGITS;
 use crate::io::hf::{self, ModelFiles};
-use crate::model::Preset;
+use crate::model::{Preset, PresetShape};
 use crate::train::{self, ModelSource, PairsFile, Report, Run, RunSpec, Start, When, Work};
 
 #[wasm_bindgen(start)]
@@ -106,34 +106,13 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
 #[wasm_bindgen]
 pub fn facts() -> Result<JsValue, JsError> {
     #[derive(Serialize)]
-    struct Shape {
-        vocab: usize,
-        width: usize,
-        layers: usize,
-        heads: usize,
-        positions: usize,
-    }
-    #[derive(Serialize)]
     struct Facts {
-        presets: std::collections::BTreeMap<&'static str, Shape>,
+        presets: std::collections::BTreeMap<&'static str, PresetShape>,
         max_chunk_logits: usize,
         metrics: &'static [&'static str],
     }
-    let presets = Preset::shapes()
-        .into_iter()
-        .map(|(name, [vocab, width, layers, heads, positions])| {
-            let shape = Shape {
-                vocab,
-                width,
-                layers,
-                heads,
-                positions,
-            };
-            (name, shape)
-        })
-        .collect();
     to_js(&Facts {
-        presets,
+        presets: Preset::shapes().into_iter().collect(),
         max_chunk_logits: MAX_CHUNK_LOGITS,
         metrics: &Metrics::NAMES,
     })

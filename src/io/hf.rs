@@ -45,6 +45,19 @@ pub fn check(files: &ModelFiles, source: &str) -> Result<ModelInfo, Error> {
     Ok(info)
 }
 
+/// Refuses a `max_length` beyond the positions of the model `info` describes (the folder
+/// `source`), naming the config field at fault.
+pub fn check_positions(info: &ModelInfo, source: &str, max_length: usize) -> Result<(), Error> {
+    let positions = info.config.max_positions();
+    if max_length > positions {
+        return Err(Error::Input(format!(
+            "{source}/{CONFIG}: field `n_positions`: the model covers {positions} positions, \
+             fewer than max_length {max_length}"
+        )));
+    }
+    Ok(())
+}
+
 /// Parses and checks a model folder's files; `source` (the folder) names them in errors.
 pub fn load(
     files: &ModelFiles,

@@ -41,16 +41,8 @@ impl Eval {
             .transpose()?;
         let file = PairsFile::read(data)?;
         let pairs = data::parse_pairs(&file.name, &file.bytes, &info.template)?;
-        let positions = info.config.max_positions();
-        let max_length = max_length.unwrap_or(positions);
-        if max_length > positions {
-            return Err(Error::Input(format!(
-                "{}/{}: field `n_positions`: the model covers {positions} positions, fewer than \
-                 max_length {max_length}",
-                policy.0,
-                hf::CONFIG
-            )));
-        }
+        let max_length = max_length.unwrap_or(info.config.max_positions());
+        hf::check_positions(&info, &policy.0, max_length)?;
         let pairs = data::tokenize_pairs(&file.name, &info.tokenizer, &pairs, max_length)?;
         Ok(Eval {
             policy,

@@ -82,14 +82,20 @@ impl Preset {
         Self::NAMES[self as usize]
     }
 
-    /// (vocab, d_model, layers, heads, positions) of every preset by name: the browser's
-    /// buffer-limit check reads them from here.
-    pub fn shapes() -> Vec<(&'static str, [usize; 5])> {
+    /// Every preset's shape by name: the browser's buffer-limit check reads them from here.
+    pub fn shapes() -> Vec<(&'static str, PresetShape)> {
         Self::ALL
             .into_iter()
             .map(|p| {
                 let (vocab, width, layers, heads, positions) = p.sizes();
-                (p.name(), [vocab, width, layers, heads, positions])
+                let shape = PresetShape {
+                    vocab,
+                    width,
+                    layers,
+                    heads,
+                    positions,
+                };
+                (p.name(), shape)
             })
             .collect()
     }
@@ -130,6 +136,16 @@ impl Preset {
     pub fn target_vocab(self) -> usize {
         self.sizes().0
     }
+}
+
+/// A preset's sizes, by name (the vocabulary is an upper bound: a fresh tokenizer may be smaller).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PresetShape {
+    pub vocab: usize,
+    pub width: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub positions: usize,
 }
 
 impl TryFrom<String> for Preset {

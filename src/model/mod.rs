@@ -12,7 +12,7 @@ pub mod weights;
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 
-pub use config::{Gpt2Config, Preset};
+pub use config::{Gpt2Config, Preset, PresetShape};
 pub use gpt2::Gpt2;
 pub use info::ModelInfo;
 pub use llama::{Llama, LlamaConfig};

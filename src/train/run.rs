@@ -263,14 +263,18 @@ impl Run {
     async fn evaluate(&mut self) -> Result<(Metrics, Vec<f32>), Error> {
         let policy = self.trainer.policy.valid();
         // Without a DPO phase the policy is its own reference.
+        let own;
         let reference = match &self.eval_reference {
-            Some(reference) => reference.clone(),
-            None => Reference::Model(policy.clone()),
+            Some(reference) => reference,
+            None => {
+                own = Reference::Model(policy.clone());
+                &own
+            }
         };
         let config = &self.trainer.config;
         let (mut metrics, margins) = evaluate(
             &policy,
-            &reference,
+            reference,
             &self.heldout.pairs,
             self.info.pad_id(),
             &config.loss,

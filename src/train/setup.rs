@@ -145,7 +145,11 @@ pub fn prepare(spec: RunSpec) -> Result<Prepared, Error> {
     config.validate().map_err(Error::Input)?;
     let folder_info = match &model {
         ModelSource::Preset => None,
-        ModelSource::Folder { name, files } => Some(folder_info(name, files, &config)?),
+        ModelSource::Folder { name, files } => {
+            let info = hf::check(files, name)?;
+            hf::check_positions(&info, name, config.max_length)?;
+            Some(info)
+        }
     };
     let template = folder_info
         .as_ref()
@@ -200,21 +204,6 @@ pub fn prepare(spec: RunSpec) -> Result<Prepared, Error> {
     })
 }
 
-/// A model folder's description, checked against the settings.
-fn folder_info(name: &str, files: &ModelFiles, config: &TrainConfig) -> Result<ModelInfo, Error> {
-    let info = hf::check(files, name)?;
-    let positions = info.config.max_positions();
-    if config.max_length > positions {
-        return Err(Error::Input(format!(
-            "{name}/{}: field `n_positions`: the model covers {positions} positions, fewer than \
-             max_length {}",
-            hf::CONFIG,
-            config.max_length
-        )));
-    }
-    Ok(info)
-}
-
 /// The tokenizer of a fresh model: a byte-level BPE trained on the training pairs.
 fn scratch_tokenizer(
     pairs: &[PreferencePair],
@@ -230,7 +219,8 @@ fn scratch_tokenizer(
 
 impl Prepared {
     /// A run on pairs that are already token ids, for a model of `info`'s shape with random
-    /// weights (the benchmark's synthetic workloads). Nothing is held out or sampled.
+    /// weights (the benchmark's synthetic workloads; the source is `Preset` in that its
+    /// weights are drawn from `config.seed`). Nothing is held out or sampled.
     pub fn synthetic(config: TrainConfig, info: ModelInfo, pairs: Vec<TokenizedPair>) -> Prepared {
         Prepared {
             config,
