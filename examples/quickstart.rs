@@ -20,6 +20,7 @@ fn main() -> Result<(), dpo::Error> {
         model: ModelSource::Preset,
         train: PairsFile::shipped_train(),
         heldout: Some(PairsFile::shipped_heldout()),
+        adapter: None,
         report: Report::default(),
     })?;
     let mut run = prepared.start(&Device::flex(), Start::Fresh)?;

@@ -2,17 +2,23 @@
 """Reference numbers from PyTorch, transformers and TRL, for the parity tests.
 
     python scripts/gen_reference.py fixtures        # writes tests/fixtures/hf/
-    python scripts/gen_reference.py check --model DIR [--ref DIR] --data FILE [--dpo BIN]
+    python scripts/gen_reference.py adapters        # writes tests/fixtures/hf/*-lora/
+    python scripts/gen_reference.py check --model DIR [--adapter DIR] [--ref DIR] --data FILE [--dpo BIN]
 
 `fixtures` builds small random-weight Hugging Face folders (a GPT-2 and a Llama, each with a
 policy and a different reference, and their tokenizers), a pairs file, and what TRL's
 DPOTrainer.evaluate() reports for them (several loss types), plus transformers' per-token
 log-probs of a few Llama sequences. The Rust tests compare `dpo eval` against these numbers.
 
-`check` loads a folder that `dpo` wrote into transformers, runs TRL's evaluate on it and
-compares with `dpo eval --json` on the same files to 1e-4 relative.
+`adapters` puts PEFT LoRA adapters with non-zero factors on those GPT-2 and Llama folders
+(`gpt2-lora/`, `llama-lora/`, PEFT's own files) and records TRL's evaluate() metrics for the
+PEFT models against their base (the adapters switched off) in expected_lora.json.
 
-Needs: torch, transformers, trl, datasets, tokenizers (pip, in a venv). Not run by CI.
+`check` loads a folder that `dpo` wrote (a model, or with --adapter a PEFT adapter on --model)
+into transformers and PEFT, runs TRL's evaluate on it and compares with `dpo eval --json` on
+the same files to 1e-4 relative.
+
+Needs: torch, transformers, trl, peft, datasets, tokenizers (pip, in a venv). Not run by CI.
 """
 
 import argparse
@@ -246,18 +252,74 @@ def fixtures():
     print(f"wrote {OUT}: {sum(sizes.values()) // 1024} KB in {len(sizes)} files")
 
 
+# Adapter fixtures: which layers, rank and alpha per family (GPT-2's Conv1D layers need
+# fan_in_fan_out; Llama's mix attention and MLP projections).
+ADAPTERS = {
+    "gpt2": dict(r=4, lora_alpha=8, target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True),
+    "llama": dict(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj", "down_proj"]),
+}
+ADAPTER_LOSSES = {"sigmoid": 0.0, "ipo": 0.0, "robust": 0.1}
+
+
+def with_adapter(base_dir, adapter_dir):
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(load(base_dir), adapter_dir).eval()
+
+
+def adapters():
+    """PEFT adapters with non-zero A and B on the fixture models, and TRL's metrics for them."""
+    from peft import LoraConfig, get_peft_model
+
+    rows = read_pairs(OUT / "pairs.jsonl")
+    expected = {
+        "generated_by": "scripts/gen_reference.py adapters",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
+                     "peft": __import__("peft").__version__},
+        "beta": BETA,
+    }
+    for family, settings in ADAPTERS.items():
+        base = OUT / family
+        model = get_peft_model(load(base), LoraConfig(task_type="CAUSAL_LM", **settings))
+        gen = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_" in name:
+                    p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+        folder = OUT / f"{family}-lora"
+        model.save_pretrained(folder)
+        (folder / "README.md").unlink(missing_ok=True)
+        # The reference is the base model: what `dpo eval --adapter` compares with by default.
+        expected[family] = {
+            loss: trl_metrics(with_adapter(base, folder), load(base), load_tokenizer(base), rows, loss, ls)
+            | {"label_smoothing": ls}
+            for loss, ls in ADAPTER_LOSSES.items()
+        }
+    with open(OUT / "expected_lora.json", "w") as f:
+        json.dump(expected, f, indent=1)
+    print(f"wrote {OUT}/gpt2-lora, llama-lora and expected_lora.json")
+
+
 def read_pairs(path):
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def check(model_dir, ref_dir, data, dpo, loss):
-    """TRL on a folder `dpo` wrote vs `dpo eval` on the same folder: equal to 1e-4 relative."""
-    ref_dir = ref_dir or model_dir
+def check(model_dir, adapter_dir, ref_dir, data, dpo, loss):
+    """TRL on a folder `dpo` wrote vs `dpo eval` on the same folder: equal to 1e-4 relative.
+    With an adapter, the policy is PEFT's model with it and the default reference the base."""
     tokenizer = load_tokenizer(model_dir)
     rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in read_pairs(data)]
-    theirs = trl_metrics(load(model_dir), load(ref_dir), tokenizer, rows, loss, 0.0)
-    cmd = [dpo, "eval", "--model", model_dir, "--ref", ref_dir, "--data", data, "--loss", loss, "--json"]
+    cmd = [dpo, "eval", "--model", model_dir, "--data", data, "--loss", loss, "--json"]
+    if adapter_dir:
+        policy = with_adapter(model_dir, adapter_dir)
+        cmd += ["--adapter", adapter_dir]
+    else:
+        policy = load(model_dir)
+    reference = load(ref_dir or model_dir)
+    if ref_dir:
+        cmd += ["--ref", ref_dir]
+    theirs = trl_metrics(policy, reference, tokenizer, rows, loss, 0.0)
     ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     worst = 0.0
     for m in METRICS:
@@ -272,8 +334,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fixtures")
+    sub.add_parser("adapters")
     c = sub.add_parser("check")
     c.add_argument("--model", required=True)
+    c.add_argument("--adapter")
     c.add_argument("--ref")
     c.add_argument("--data", required=True)
     c.add_argument("--loss", default="sigmoid")
@@ -282,7 +346,10 @@ def main():
     if args.command == "fixtures":
         fixtures()
         return 0
-    return check(args.model, args.ref, args.data, args.dpo, args.loss)
+    if args.command == "adapters":
+        adapters()
+        return 0
+    return check(args.model, args.adapter, args.ref, args.data, args.dpo, args.loss)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::dpo::loss::LossConfig;
-use crate::model::{Precision, Preset};
+use crate::model::{LoraConfig, Precision, Preset};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -25,8 +25,10 @@ pub struct TrainConfig {
     pub max_length: usize,
     /// Peak learning rate of the SFT phase.
     pub sft_lr: f64,
-    /// Peak learning rate of the DPO phase.
-    pub lr: f64,
+    /// Peak learning rate of the DPO phase. Default: 1e-4, or 1e-3 when training adapters
+    /// (their low-rank update starts at zero and needs larger steps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
     /// Linear warmup steps at the start of each phase.
     pub warmup_steps: usize,
     /// AdamW's decoupled weight decay (PyTorch's default 0.01).
@@ -38,6 +40,10 @@ pub struct TrainConfig {
     /// Dtype of the model's matrix products: `f32`, or `bf16` (mixed precision: weights,
     /// optimizer state, norms, softmaxes and the loss stay in f32).
     pub precision: Precision,
+    /// Train LoRA adapters instead of every weight (`[lora]` in a settings file). With a fresh
+    /// model, SFT trains every weight and the adapters go on the SFT model for DPO.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
     pub loss: LossConfig,
 }
 
@@ -52,18 +58,28 @@ impl Default for TrainConfig {
             grad_accum: 1,
             max_length: 128,
             sft_lr: 1e-3,
-            lr: 1e-4,
+            lr: None,
             warmup_steps: 10,
             weight_decay: 0.01,
             max_grad_norm: 1.0,
             precompute_ref: false,
             precision: Precision::F32,
+            lora: None,
             loss: LossConfig::default(),
         }
     }
 }
 
 impl TrainConfig {
+    /// The DPO phase's peak learning rate: `lr`, or its default for the kind of run.
+    pub fn dpo_lr(&self) -> f64 {
+        let default = match self.lora {
+            Some(_) => 1e-3,
+            None => 1e-4,
+        };
+        self.lr.unwrap_or(default)
+    }
+
     /// Checks every field; the message names the offending one.
     pub fn validate(&self) -> Result<(), String> {
         if self.batch == 0 {
@@ -78,7 +94,7 @@ impl TrainConfig {
         if self.max_length < 2 {
             return Err("field `max_length`: must be at least 2".into());
         }
-        for (name, value) in [("sft_lr", self.sft_lr), ("lr", self.lr)] {
+        for (name, value) in [("sft_lr", self.sft_lr), ("lr", self.dpo_lr())] {
             if !(value.is_finite() && value >= 0.0) {
                 return Err(format!(
                     "field `{name}`: must be a finite, non-negative number"
@@ -90,6 +106,9 @@ impl TrainConfig {
         }
         if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
             return Err("field `max_grad_norm`: must be a finite, non-negative number".into());
+        }
+        if let Some(lora) = &self.lora {
+            lora.validate()?;
         }
         self.loss.validate()
     }

@@ -15,6 +15,7 @@ use crate::config::TrainConfig;
 use crate::data::{self, ChatTemplate};
 use crate::dpo::Metrics;
 use crate::dpo::logps::MAX_CHUNK_LOGITS;
+use crate::io::Saved;
 use crate::io::hf::{self, ModelFiles};
 use crate::model::{Preset, PresetShape};
 use crate::train::{self, ModelSource, PairsFile, Report, Run, RunSpec, Start, When, Work};
@@ -186,6 +187,7 @@ impl WebTrainer {
             model,
             train: file(train)?,
             heldout: get("heldout").map(file).transpose()?,
+            adapter: None,
             report: options.report.unwrap_or_default(),
         })
         .map_err(js_error)?;
@@ -243,20 +245,27 @@ impl WebTrainer {
         self.backend.clone()
     }
 
-    /// The policy as a Hugging Face folder: `{"config.json": Uint8Array, ...}`.
-    pub async fn export(&self) -> Result<js_sys::Object, JsError> {
-        let files = self.run.export().await.map_err(js_error)?;
-        let out = js_sys::Object::new();
-        let set = |name: &str, bytes: &[u8]| {
-            let _ = js_sys::Reflect::set(&out, &name.into(), &js_sys::Uint8Array::from(bytes));
+    /// The policy as a folder's files, `{"config.json": Uint8Array, ...}`: a Hugging Face
+    /// model folder, or in an adapter run PEFT's `adapter_config.json` and
+    /// `adapter_model.safetensors` (`merged`: the model with the adapters merged instead).
+    pub async fn export(&self, merged: Option<bool>) -> Result<js_sys::Object, JsError> {
+        let saved = match merged.unwrap_or(false) {
+            true => Saved::Model(self.run.export_merged().await.map_err(js_error)?),
+            false => self.run.export().await.map_err(js_error)?,
         };
-        set(hf::CONFIG, &files.config);
-        set(hf::WEIGHTS, &files.weights);
-        set(hf::TOKENIZER, &files.tokenizer);
-        if let Some(bytes) = &files.tokenizer_config {
-            set(hf::TOKENIZER_CONFIG, bytes);
+        let out = js_sys::Object::new();
+        for (name, bytes) in saved.files() {
+            let _ = js_sys::Reflect::set(&out, &name.into(), &js_sys::Uint8Array::from(bytes));
         }
         Ok(out)
+    }
+
+    /// `[trained, all]`: the parameters the optimizer trains (an adapter run's adapters) and
+    /// the model's.
+    #[wasm_bindgen(getter, js_name = paramCounts)]
+    pub fn param_counts(&self) -> Vec<usize> {
+        let (trained, all) = self.run.param_counts();
+        vec![trained, all]
     }
 }
 

@@ -8,6 +8,9 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use dpo::io::Saved;
+use dpo::model::LoraConfig;
+use dpo::model::lora::{self, FreshFactors};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -37,7 +40,7 @@ struct Folders {
 
 #[test]
 fn every_bad_input_is_refused_with_one_clear_line() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = root();
     let corpus = root.join("tests/bad_inputs");
     let manifest = fs::read_to_string(corpus.join("cases.toml")).unwrap();
     let manifest: Manifest = toml::from_str(&manifest).unwrap();
@@ -81,6 +84,10 @@ fn every_bad_input_is_refused_with_one_clear_line() {
     fs::remove_dir_all(work).unwrap();
 }
 
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
 /// Runs one case and checks what it must show; returns its error line.
 fn run(case: &Case, folders: &Folders) -> Result<String, String> {
     let path = |p: &Path| p.display().to_string();
@@ -91,6 +98,7 @@ fn run(case: &Case, folders: &Folders) -> Result<String, String> {
             arg.replace("{case}", &path(&folders.case))
                 .replace("{model}", &path(&folders.model))
                 .replace("{pairs}", &path(&folders.pairs))
+                .replace("{fixtures}", &path(&root().join("tests/fixtures/hf")))
         })
         .collect();
     let defaults = match args[0].as_str() {
@@ -206,6 +214,19 @@ fn generate(builder: &str, folders: &Folders) {
             header.insert(tensor("ln_f.bias_renamed"), entry);
         }),
         "out-file" => fs::write(&folders.out, "not a folder").unwrap(),
+        "adapter" => {
+            // A good adapter for the model, with `adapter-patch.json` merged into its config.
+            let device = burn::tensor::Device::flex();
+            let (info, model) = dpo::io::hf::load_dir(&folders.model, &device).unwrap();
+            let lora = LoraConfig::default();
+            let mut fresh = FreshFactors::new(&lora, &info.config, 1).unwrap();
+            let model = lora::attach(model, &mut fresh).unwrap();
+            let export = dpo::io::peft::export(&model, &lora, &info.config, "model");
+            let files = burn::tensor::read_sync(export).unwrap();
+            let dir = folders.case.join("adapter");
+            Saved::Adapter(files).write_dir(&dir, &[]).unwrap();
+            patch_json(&dir.join("adapter_config.json"), &folders.case.join("adapter-patch.json"));
+        }
         "out-run" => {
             // A run folder of the same command line, as far as the settings go.
             let config = dpo::config::TrainConfig {

@@ -5,81 +5,20 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData, read_sync};
 use dpo::io::hf;
 use dpo::model::CausalLm;
-use serde_json::Value;
-
-const METRICS: [&str; 7] = [
-    "loss",
-    "rewards/chosen",
-    "rewards/rejected",
-    "rewards/margins",
-    "rewards/accuracies",
-    "logps/chosen",
-    "logps/rejected",
-];
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf")
-}
-
-fn expected() -> Value {
-    let text = std::fs::read_to_string(fixtures().join("expected.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-/// Relative difference, with magnitudes below 1e-3 compared absolutely (accuracies of 0).
-fn rel_err(ours: f64, theirs: f64) -> f64 {
-    (ours - theirs).abs() / theirs.abs().max(1e-3)
-}
 
 /// `dpo eval --json` for every loss type TRL was run with, against TRL's numbers.
 fn eval_matches_trl(family: &str) {
-    let expected = expected();
-    let dir = fixtures();
-    let model = dir.join(family);
-    let reference = dir.join(format!("{family}-ref"));
-    let data = dir.join("pairs.jsonl");
-    let losses = expected[family].as_object().unwrap();
-    let mut failures = Vec::new();
-    for (loss, theirs) in losses {
-        let smoothing = theirs["label_smoothing"].as_f64().unwrap().to_string();
-        let out = common::dpo_cli(&[
-            "eval",
-            "--model",
-            model.to_str().unwrap(),
-            "--ref",
-            reference.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--loss",
-            loss,
-            "--label-smoothing",
-            &smoothing,
-            "--beta",
-            "0.1",
-            "--backend",
-            "cpu",
-            "--json",
-        ]);
-        assert_eq!(out.status, 0, "{family} {loss}: {}", out.stderr);
-        let ours: Value = serde_json::from_str(&out.stdout).unwrap();
-        for metric in METRICS {
-            let (a, b) = (
-                ours[metric].as_f64().unwrap(),
-                theirs[metric].as_f64().unwrap(),
-            );
-            if rel_err(a, b) > 1e-4 {
-                failures.push(format!("{family} {loss} {metric}: dpo {a} vs trl {b}"));
-            }
-        }
-    }
-    assert!(losses.len() >= 11, "expected.json covers every loss type");
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let dir = common::hf_fixtures();
+    let (model, reference) = (dir.join(family), dir.join(format!("{family}-ref")));
+    let expected = &common::fixture_json("expected.json")[family];
+    let args = ["--model", model.to_str().unwrap(), "--ref", reference.to_str().unwrap()];
+    let failures = common::eval_against_trl(expected, &args);
+    assert!(expected.as_object().unwrap().len() >= 11, "expected.json covers every loss type");
+    assert!(failures.is_empty(), "{family}:\n{}", failures.join("\n"));
 }
 
 #[test]
@@ -112,8 +51,8 @@ fn token_logps(model: &CausalLm, ids: &[i64], device: &Device) -> Vec<f32> {
 
 fn token_logps_match(family: &str) {
     let device = Device::flex();
-    let (info, model) = hf::load_dir(&fixtures().join(family), &device).unwrap();
-    let cases = expected()[format!("{family}_token_logps")].clone();
+    let (info, model) = hf::load_dir(&common::hf_fixtures().join(family), &device).unwrap();
+    let cases = common::fixture_json("expected.json")[format!("{family}_token_logps")].clone();
     for case in cases.as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
         let ids: Vec<i64> = serde_json::from_value(case["ids"].clone()).unwrap();

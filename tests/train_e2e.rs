@@ -1,6 +1,6 @@
 //! The main job end to end, through the `dpo` binary as a user runs it: `dpo train` with no
 //! argument but `--out`, then `dpo eval` on the held-out pairs and `dpo generate` before and
-//! after DPO. Slow (minutes): run with `cargo test --release`.
+//! after DPO; the same with LoRA adapters. Slow (minutes): run with `cargo test --release`.
 
 mod common;
 
@@ -15,21 +15,40 @@ fn heldout() -> String {
         .to_string()
 }
 
-fn mean_reward(model: &Path) -> f64 {
-    let (code, stdout, stderr) = dpo(&[
-        "generate",
-        "--model",
-        model.to_str().unwrap(),
-        "--data",
-        &heldout(),
-        "--score",
-        "--seed",
-        "3",
-    ]);
+fn mean_reward(model: &Path, adapter: Option<&Path>) -> f64 {
+    let mut args = vec![
+        "generate".to_string(),
+        "--model".into(),
+        model.display().to_string(),
+        "--data".into(),
+        heldout(),
+        "--score".into(),
+        "--seed".into(),
+        "3".into(),
+    ];
+    if let Some(adapter) = adapter {
+        args.extend(["--adapter".into(), adapter.display().to_string()]);
+    }
+    let (code, stdout, stderr) = dpo(&args);
     assert_eq!(code, 0, "{stderr}");
     let last = stdout.lines().last().unwrap();
     println!("{}: {last}", model.display());
     last.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// `dpo eval` of a policy (and reference arguments) on the held-out pairs, whose accuracy
+/// must reach 0.9.
+fn heldout_eval(policy: &[&str], reference: &[&str]) -> serde_json::Value {
+    let heldout = heldout();
+    let mut args = vec!["eval", "--data", &heldout, "--json"];
+    args.extend_from_slice(policy);
+    args.extend_from_slice(reference);
+    let (code, stdout, stderr) = dpo(&args);
+    assert_eq!(code, 0, "{stderr}");
+    println!("held-out eval: {stdout}");
+    let metrics: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(metrics["rewards/accuracies"].as_f64().unwrap() >= 0.9, "{stdout}");
+    metrics
 }
 
 #[test]
@@ -52,30 +71,37 @@ fn default_training_learns_the_shipped_task() {
         assert!(run.join(file).exists(), "{file} missing");
     }
 
-    let (code, stdout, stderr) = dpo(&[
-        "eval",
-        "--model",
-        run.join("final").to_str().unwrap(),
-        "--ref",
-        run.join("sft").to_str().unwrap(),
-        "--data",
-        &heldout(),
-        "--json",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    println!("held-out eval: {stdout}");
-    let metrics: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert!(
-        metrics["rewards/accuracies"].as_f64().unwrap() >= 0.9,
-        "{stdout}"
-    );
-    assert!(
-        metrics["rewards/margins"].as_f64().unwrap() > 0.0,
-        "{stdout}"
-    );
+    let (sft, fin) = (run.join("sft"), run.join("final"));
+    let policy = ["--model", fin.to_str().unwrap()];
+    let metrics = heldout_eval(&policy, &["--ref", sft.to_str().unwrap()]);
+    assert!(metrics["rewards/margins"].as_f64().unwrap() > 0.0, "{metrics}");
 
-    let before = mean_reward(&run.join("sft"));
-    let after = mean_reward(&run.join("final"));
+    let before = mean_reward(&sft, None);
+    let after = mean_reward(&fin, None);
+    println!("mean ground-truth reward of generations: sft {before:.3}, final {after:.3}");
+    assert!(after > before, "sft {before} vs final {after}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `dpo train --lora-r 16`: SFT trains the fresh model, DPO only the adapters on it (the SFT
+/// model is their base and the reference), and the held-out pairs and the generations show
+/// that DPO worked.
+#[test]
+fn lora_training_learns_the_shipped_task() {
+    let dir = common::temp_dir("e2e-lora");
+    let run = dir.join("run");
+    let (code, _, stderr) = dpo(&["train", "--lora-r", "16", "--out", run.to_str().unwrap()]);
+    println!("{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("LoRA r 16 alpha 8 on c_attn"), "{stderr}");
+    let (sft, fin) = (run.join("sft"), run.join("final"));
+    assert!(fin.join("adapter_model.safetensors").exists());
+    // Against the base with the adapter off, the default reference.
+    let policy = ["--model", sft.to_str().unwrap(), "--adapter", fin.to_str().unwrap()];
+    let metrics = heldout_eval(&policy, &[]);
+    assert!(metrics["rewards/margins"].as_f64().unwrap() > 0.1, "{metrics}");
+    let before = mean_reward(&sft, None);
+    let after = mean_reward(&sft, Some(&fin));
     println!("mean ground-truth reward of generations: sft {before:.3}, final {after:.3}");
     assert!(after > before, "sft {before} vs final {after}");
     std::fs::remove_dir_all(dir).unwrap();

@@ -26,7 +26,8 @@ let autostart = false;
 let lastProgress = '';
 let startedAt = 0;
 let starting = false; // reading a model folder's files before the start message goes out
-let runModel = ''; // what the current run starts from, for the backend line
+let runModel = ''; // what the current run starts from, for the backend line ('': a preset)
+let backendLine = ''; // which backend and why, from the worker's `backend` message
 
 // ---- settings <-> form <-> URL hash ----
 
@@ -183,11 +184,27 @@ function onEvaluation({ metrics, margins }) {
     `rejected ${signed(metrics[M.rejected])} · loss ${metrics.loss.toFixed(4)}`;
 }
 
-function download({ files }) {
-  // One folder inside the zip: unzipping gives a directory that `dpo eval --model` loads.
-  const zip = zipSync(Object.fromEntries(Object.entries(files).map(([name, bytes]) => [`dpo-model/${name}`, bytes])));
+// The export hint of an adapter run, by what the run started from. A new model's adapter
+// sits on this run's SFT model, which exists outside the tab only merged into dpo-model/.
+const exportHints = {
+  preset: 'dpo-adapter/: the LoRA adapter (PEFT\'s files), on this run\'s SFT model. ' +
+    'dpo-model/: that SFT model with the adapter merged in, a Hugging Face folder that dpo eval --model loads.',
+  folder: 'dpo-adapter/: the LoRA adapter (PEFT\'s files) for the picked model folder: ' +
+    'dpo eval --model FOLDER --adapter dpo-adapter. With the merged model: also dpo-model/, the model with ' +
+    'the adapter merged in.',
+};
+
+// Once adapters are on, the optimizer trains fewer parameters than the model has.
+const adapterRun = () => trained && state.parameters !== null && state.parameters.trained < state.parameters.all;
+
+function download({ model, adapter }) {
+  // One directory per folder inside the zip: unzipping gives folders that `dpo eval --model`
+  // (and `--adapter`) load.
+  const folders = Object.entries({ 'dpo-model': model, 'dpo-adapter': adapter }).filter(([, files]) => files);
+  const zip = zipSync(Object.fromEntries(folders.flatMap(([folder, files]) =>
+    Object.entries(files).map(([name, bytes]) => [`${folder}/${name}`, bytes]))));
   const url = URL.createObjectURL(new Blob([zip], { type: 'application/zip' }));
-  const link = Object.assign(document.createElement('a'), { href: url, download: 'dpo-model.zip' });
+  const link = Object.assign(document.createElement('a'), { href: url, download: adapter ? 'dpo-adapter.zip' : 'dpo-model.zip' });
   link.click();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
@@ -208,10 +225,14 @@ on('checked', () => {
   }
 });
 on('status', ({ text }) => { $('#progress').textContent = text; });
+// The backend line, then how many parameters train (that can change when DPO starts).
+const showBackend = () => { $('#backend').textContent = [backendLine, state.parameters?.text].filter(Boolean).join(' · '); };
 on('backend', ({ backend, reason }) => {
-  $('#backend').textContent = `Training on ${backendNames[backend]} — ${reason}${runModel ? ` · from the ${runModel}` : ''}`;
+  backendLine = `Training on ${backendNames[backend]} — ${reason}${runModel ? ` · from the ${runModel}` : ''}`;
+  showBackend();
   trained = true;
 });
+on('parameters', showBackend);
 on('metrics', ({ metrics }) => onMetrics(metrics));
 on('generations', onGenerations);
 on('evaluation', onEvaluation);
@@ -238,6 +259,11 @@ function updateButtons() {
   $('#pause').textContent = client.paused ? 'Resume' : 'Pause';
   $('#stop').disabled = !client.running;
   $('#export').disabled = !trained;
+  const adapter = adapterRun();
+  $('#export').textContent = adapter ? 'Export adapter (.zip)' : 'Export model (.zip)';
+  $('#export-merged-option').hidden = !(adapter && runModel);
+  $('#export-hint').hidden = !adapter;
+  $('#export-hint').textContent = exportHints[runModel ? 'folder' : 'preset'];
 }
 
 form.addEventListener('submit', (event) => {
@@ -246,7 +272,8 @@ form.addEventListener('submit', (event) => {
 });
 $('#pause').addEventListener('click', () => (client.paused ? client.resume() : client.pause()));
 $('#stop').addEventListener('click', () => client.stop());
-$('#export').addEventListener('click', () => client.exportModel());
+// A new model's adapter comes with the merged model always: its base, the SFT model, is in no other file.
+$('#export').addEventListener('click', () => client.exportModel({ merged: !runModel || $('#export-merged').checked }));
 
 // Say up front when WebGPU is missing, not only once a run has started.
 (navigator.gpu?.requestAdapter() ?? Promise.resolve(null))

@@ -3,6 +3,8 @@
 // little as 128 MiB on some laptops) cannot be bound: the wasm would fail deep inside a step
 // with a validation error that says nothing about the model. Estimating the largest buffers
 // here lets the page refuse up front, naming the buffer, its size and the limit.
+// LoRA adapters change none of these: the frozen weights stay whole on the device, the
+// activations and logits are as large, and the adapters' own tensors are small.
 // No DOM: the worker imports this, and so can a plain Node test.
 import { modelSizes } from './hf-folder.js';
 
@@ -48,7 +50,7 @@ export function largestBuffers({ vocab, width, heads, inner }, { batch = 16, max
   const rows = sequences * length; // every position may be scored
   const chunkRows = Math.min(rows, Math.max(1, Math.floor(library().max_chunk_logits / vocab)));
   const buffers = [
-    // Also the size of its gradient and of each AdamW moment.
+    // Training every weight, also the size of its gradient and of each AdamW moment.
     { what: `the token embedding (${vocab} tokens × ${width})`, bytes: vocab * width * F32, cause: 'model' },
     { what: `one MLP weight (${width} × ${inner})`, bytes: width * inner * F32, cause: 'model' },
     { what: `a chunk of logits (${chunkRows} positions × ${vocab} tokens)`, bytes: chunkRows * vocab * F32, cause: 'batch' },
@@ -76,8 +78,10 @@ export function limitProblem(shape, settings, limits) {
     const smaller = buffer.cause === 'model'
       ? (shape.from === 'model' ? 'a smaller model' : 'a smaller preset')
       : 'a smaller batch or max length';
+    // Adapters are the usual remedy for a model too large to train: say that they are none here.
+    const adapters = settings?.lora ? '; LoRA adapters do not make it smaller' : '';
     return { buffer, limit, smaller,
-      message: `${buffer.what} needs ${formatBytes(buffer.bytes)} but this GPU's ${limit.name} is ${formatBytes(limit.value)}` };
+      message: `${buffer.what} needs ${formatBytes(buffer.bytes)} but this GPU's ${limit.name} is ${formatBytes(limit.value)}${adapters}` };
   }
   return null;
 }

@@ -2,13 +2,15 @@
 // and how they become the worker's `start` message. One place, so the page and every
 // <dpo-trainer> send exactly the same thing for the same settings.
 
-// TrainConfig's defaults, with fewer steps so that a run fits in a tab's session.
+// TrainConfig's defaults, with fewer steps so that a run fits in a tab's session. A blank
+// default is left out of the message: the library picks it (lr: 1e-4, or 1e-3 with LoRA
+// adapters; lora_alpha: 8; lora_targets: the family's usual layers). lora_r 0: no adapters.
 export const defaults = {
   preset: 'tiny', backend: 'auto', sft_steps: 200, steps: 100, loss: 'sigmoid', beta: 0.1,
-  lr: 1e-4, batch: 16, seed: 42, sft_lr: 1e-3, max_length: 128, warmup_steps: 10, gen_tokens: 24,
-  eval_limit: 0,
+  lr: '', batch: 16, seed: 42, sft_lr: 1e-3, max_length: 128, warmup_steps: 10, gen_tokens: 24,
+  eval_limit: 0, lora_r: 0, lora_alpha: '', lora_targets: '',
 };
-const textFields = new Set(['preset', 'backend', 'loss']);
+const textFields = new Set(['preset', 'backend', 'loss', 'lora_targets']);
 
 // The settings that go to TrainConfig; the rest steer the worker (backend, generations, evaluation).
 const configFields = ['preset', 'seed', 'sft_steps', 'steps', 'batch', 'lr', 'sft_lr', 'max_length', 'warmup_steps'];
@@ -16,16 +18,28 @@ const configFields = ['preset', 'seed', 'sft_steps', 'steps', 'batch', 'lr', 'sf
 // `raw`: name -> string or number; missing or empty values take `base`'s. Throws on a value
 // that is not a number, naming the field.
 export function startMessage(raw, { base = defaults, prompts = 4 } = {}) {
+  // undefined: blank here and in `base`, the library's default.
   const value = (name) => {
     const given = raw[name];
     const text = given === undefined || given === null || given === '' ? base[name] : given;
+    if (text === '') return undefined;
     if (textFields.has(name)) return String(text);
     const number = Number(text);
     if (!Number.isFinite(number)) throw new Error(`${name}: not a number (${given})`);
     return number;
   };
-  const settings = Object.fromEntries(configFields.map((name) => [name, value(name)]));
+  const settings = {};
+  for (const name of configFields) {
+    const given = value(name);
+    if (given !== undefined) settings[name] = given;
+  }
   settings.loss = { loss_type: [value('loss')], beta: value('beta') };
+  const rank = value('lora_r');
+  if (rank > 0) {
+    const targets = (value('lora_targets') ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+    const alpha = value('lora_alpha');
+    settings.lora = alpha === undefined ? { r: rank, targets } : { r: rank, alpha, targets };
+  }
   // The run's report (the library's `Report`): eval_limit 0 evaluates every held-out pair.
   const report = { prompts, max_new_tokens: value('gen_tokens'), eval_pairs: value('eval_limit') || null };
   return { settings, backend: value('backend'), report };

@@ -10,9 +10,13 @@
 // next start() works without reloading the page. `ready` is false until it has loaded.
 
 const freshRun = () => ({
-  metrics: [], backend: null, reason: null, totalSteps: null, evaluation: null,
+  metrics: [], backend: null, reason: null, totalSteps: null, parameters: null, evaluation: null,
   generations: { before: null, after: null }, done: false, error: null, exported: null,
 });
+
+// An `exported` message's folders as {model?: [file names], adapter?: [file names]}.
+const folderNames = (message) => Object.fromEntries(['model', 'adapter'].filter((folder) => message[folder])
+  .map((folder) => [folder, Object.keys(message[folder])]));
 
 export class TrainerClient extends EventTarget {
   constructor() {
@@ -76,7 +80,8 @@ export class TrainerClient extends EventTarget {
   pause() { this.#control(true); }
   resume() { this.#control(false); }
   stop() { this.worker.postMessage({ type: 'stop' }); }
-  exportModel() { this.worker.postMessage({ type: 'export' }); }
+  // merged: in an adapter run, the model with the adapters merged in too.
+  exportModel({ merged = false } = {}) { this.worker.postMessage({ type: 'export', merged }); }
   terminate() { this.worker.terminate(); this.running = false; }
 
   #control(pause) {
@@ -95,7 +100,8 @@ export class TrainerClient extends EventTarget {
       case 'metrics': s.metrics.push(message.metrics); break;
       case 'generations': s.generations[message.when] = message.items; break;
       case 'evaluation': s.evaluation = { metrics: message.metrics, margins: message.margins }; break;
-      case 'exported': s.exported = Object.keys(message.files); break;
+      case 'parameters': s.parameters = { trained: message.trained, all: message.all, text: message.text }; break;
+      case 'exported': s.exported = folderNames(message); break;
       case 'done': s.done = true; this.running = false; this.paused = false; break;
       case 'error':
         s.error = message.message;

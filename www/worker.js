@@ -10,19 +10,26 @@
 //    eval_pairs}, model?:{'config.json': Uint8Array, 'model.safetensors', 'tokenizer.json',
 //    'tokenizer_config.json'?}}
 //       settings: a partial TrainConfig (preset, seed, sft_steps, steps, batch, lr, sft_lr,
-//       max_length, warmup_steps, loss:{loss_type:[..], beta}); unknown fields are an error
+//       max_length, warmup_steps, loss:{loss_type:[..], beta}, lora?:{r, alpha?, targets});
+//       unknown fields are an error; a missing lr is the library's default (1e-3 with lora).
+//       lora: train LoRA adapters (a fresh preset model: on the SFT model, for DPO only)
 //       report: held-out prompts sampled before and after DPO, and how many held-out pairs
 //       are evaluated at the end (null: all); without a held-out file the library holds out
 //       the last tenth of the training pairs
 //       model: a Hugging Face folder's files (buffers transferred) to start from instead of
 //       a fresh `preset` model; its errors name the file, e.g. "model/config.json: ..."
 //   {type:'pause'} {type:'resume'} {type:'stop'}  take effect between steps
-//   {type:'export'}                                the current policy as an HF folder
+//   {type:'export', merged?:true}                  the current policy: an HF model folder, or
+//       once adapters are on, the adapter folder (PEFT's), with `merged` also the model with
+//       the adapters merged in
 // Messages out (worker -> page):
 //   {type:'ready'}                                 the wasm module is initialised
 //   {type:'checked', slot:'train'|'eval', name, pairs, bad, errors:[{line, field, message, text}]}
 //   {type:'status', text}                          what the worker is doing (trial runs, ...)
 //   {type:'backend', backend:'webgpu'|'cpu', reason, totalSteps}
+//   {type:'parameters', trained, all, text}        how many parameters the optimizer trains,
+//       in words in `text`; after `backend`, and again when adapters go on (a fresh preset
+//       model's first DPO step)
 // The run itself is the library's driver (WebTrainer.next): these three are its events, as
 // it reports them.
 //   {type:'metrics', metrics}                      after every step (names as in metrics.jsonl)
@@ -31,7 +38,8 @@
 //       the same held-out prompts and sampling seeds both times
 //   {type:'evaluation', metrics, margins}          held-out metrics and per-pair margins
 //   {type:'done', stopped?:true}
-//   {type:'exported', files:{name: Uint8Array}}    buffers transferred
+//   {type:'exported', model?:{name: Uint8Array}, adapter?:{name: Uint8Array}}
+//       the folders' files (buffers transferred): an HF model folder, a PEFT adapter folder
 //   {type:'error', message, fatal?:true}           any failure; the run (if any) has ended.
 //       fatal: the worker is unusable (a lost GPU device, out of memory, a panic: see
 //       failures.js) and says nothing more; the page must start a fresh one
@@ -91,7 +99,7 @@ self.onmessage = async ({ data }) => {
       case 'pause': if (run) run.paused = true; return;
       case 'resume': return wake(false);
       case 'stop': return wake(true);
-      case 'export': return await exportModel();
+      case 'export': return await exportModel(data);
       default: throw new Error(`unknown message type: ${data?.type}`);
     }
   } catch (error) {
@@ -172,6 +180,8 @@ async function train(current, settings, requested, report, model) {
   const totalSteps = trainer.totalSteps;
   post({ type: 'backend', backend: chosen.backend, reason: chosen.reason, totalSteps });
 
+  const reportParameters = parameterReporter(settings.lora);
+  reportParameters();
   let steps = 0;
   for (;;) {
     await yieldToEvents();
@@ -190,8 +200,24 @@ async function train(current, settings, requested, report, model) {
     const event = await exclusive(() => trainer.next());
     if (event?.type === 'metrics') steps = event.metrics.step;
     if (event && FORWARDED.has(event.type)) post(event);
+    reportParameters();
   }
   post({ type: 'done' });
+}
+
+// Posts the trainer's parameter counts when they differ from the last ones posted: adapters
+// on a fresh preset model go on at the first DPO step.
+function parameterReporter(lora) {
+  let last = '';
+  return () => {
+    const [trained, all] = trainer.paramCounts;
+    if (`${trained}/${all}` === last) return;
+    last = `${trained}/${all}`;
+    const count = (n) => n.toLocaleString('en-US');
+    const text = trained < all ? `LoRA r ${lora.r}: training ${count(trained)} of ${count(all)} parameters`
+      : `training all ${count(all)} parameters${lora ? ` (LoRA r ${lora.r} adapters go on when DPO starts)` : ''}`;
+    post({ type: 'parameters', trained, all, text });
+  };
 }
 
 // Returns {backend, reason, trainer}, or null when stopped during the trial runs.
@@ -263,15 +289,17 @@ async function trialMs(current, backend, settings) {
   }
 }
 
-async function exportModel() {
+// PEFT's file: an export that has it is an adapter folder.
+const ADAPTER_CONFIG = 'adapter_config.json';
+
+async function exportModel({ merged = false }) {
   if (!trainer) throw new Error('nothing to export yet: train a model first');
   doing('exporting the model', trainer.backend);
-  const folder = await exclusive(() => trainer.export()).finally(() => doing('waiting for a run'));
-  const out = {};
-  const buffers = new Set();
-  for (const [name, bytes] of Object.entries(folder)) {
-    out[name] = bytes;
-    buffers.add(bytes.buffer);
-  }
-  post({ type: 'exported', files: out }, [...buffers]);
+  const folders = await exclusive(async () => {
+    const files = await trainer.export();
+    if (!(ADAPTER_CONFIG in files)) return { model: files };
+    return merged ? { adapter: files, model: await trainer.export(true) } : { adapter: files };
+  }).finally(() => doing('waiting for a run'));
+  const buffers = Object.values(folders).flatMap((files) => Object.values(files).map((bytes) => bytes.buffer));
+  post({ type: 'exported', ...folders }, [...new Set(buffers)]);
 }

@@ -20,7 +20,7 @@ use crate::Error;
 use crate::config::TrainConfig;
 use crate::data::{ChatTemplate, TextTokenizer, TokenizedPair, train_bpe};
 use crate::device::{self, Backend};
-use crate::model::{ModelConfig, ModelInfo, Precision, Preset};
+use crate::model::{LoraConfig, ModelConfig, ModelInfo, Precision, Preset};
 use crate::train::{Event, Prepared, Start, Work};
 
 mod memory;
@@ -38,9 +38,11 @@ pub struct Workload {
     /// Tokens in every chosen and every rejected sequence, prompt included.
     pub seq: usize,
     pub pairs: usize,
+    /// A Llama-family shape (key/value heads, MLP width); `None`: GPT-2.
+    pub llama: Option<[usize; 2]>,
 }
 
-const fn workload(name: &'static str, sizes: [usize; 6]) -> Workload {
+const fn gpt2(name: &'static str, sizes: [usize; 6]) -> Workload {
     let [vocab, d_model, layers, heads, seq, pairs] = sizes;
     Workload {
         name,
@@ -50,15 +52,21 @@ const fn workload(name: &'static str, sizes: [usize; 6]) -> Workload {
         heads,
         seq,
         pairs,
+        llama: None,
     }
 }
 
 /// The benchmark's workloads, after `micro`: a test-sized shape for smoke tests, not a benchmark.
-pub const WORKLOADS: [Workload; 4] = [
-    workload("micro", [1024, 64, 2, 2, 64, 4]),
-    workload("tiny", [4096, 128, 4, 4, 128, 16]),
-    workload("small", [8192, 256, 6, 8, 256, 16]),
-    workload("gpt2-124m", [50257, 768, 12, 12, 512, 8]),
+pub const WORKLOADS: [Workload; 5] = [
+    gpt2("micro", [1024, 64, 2, 2, 64, 4]),
+    gpt2("tiny", [4096, 128, 4, 4, 128, 16]),
+    gpt2("small", [8192, 256, 6, 8, 256, 16]),
+    gpt2("gpt2-124m", [50257, 768, 12, 12, 512, 8]),
+    // SmolLM2-135M's published shape (tied embeddings), random weights.
+    Workload {
+        llama: Some([3, 1536]),
+        ..gpt2("smollm2-135m", [49152, 576, 30, 9, 128, 2])
+    },
 ];
 
 impl Workload {
@@ -77,15 +85,26 @@ impl Workload {
         self.seq / 4
     }
 
-    fn preset(&self) -> Preset {
-        Preset::parse(self.name).expect("every workload names a preset")
-    }
-
     fn model_config(&self) -> ModelConfig {
-        // The preset supplies GPT-2's fixed choices (activation, epsilon, tied head); the sizes
+        if let Some([kv_heads, intermediate]) = self.llama {
+            let config = serde_json::json!({
+                "vocab_size": self.vocab,
+                "hidden_size": self.d_model,
+                "intermediate_size": intermediate,
+                "num_hidden_layers": self.layers,
+                "num_attention_heads": self.heads,
+                "num_key_value_heads": kv_heads,
+                "max_position_embeddings": self.seq.max(2048),
+                "rms_norm_eps": 1e-5,
+                "rope_theta": 100000.0,
+                "tie_word_embeddings": true,
+            });
+            return ModelConfig::Llama(serde_json::from_value(config).expect("a Llama config"));
+        }
+        // A preset supplies GPT-2's fixed choices (activation, epsilon, tied head); the sizes
         // come from the table above, so the benchmark measures the workloads' shapes even if a
         // preset changes.
-        let mut config = self.preset().config(Some(self.vocab));
+        let mut config = Preset::Micro.config(Some(self.vocab));
         config.n_embd = self.d_model;
         config.n_layer = self.layers;
         config.n_head = self.heads;
@@ -115,29 +134,29 @@ impl Workload {
     }
 }
 
-/// Where the reference log-probs come from.
+/// What trains and where the reference log-probs come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// A frozen copy of the policy runs a forward pass every step.
+    /// Every weight trains; a frozen copy of the policy runs a forward pass every step.
     TwoModel,
-    /// Computed once before the first step; only the policy stays in memory.
+    /// Every weight trains; the reference log-probs are computed once before the first step,
+    /// and only the policy stays in memory.
     Precomputed,
+    /// LoRA adapters (rank 16, alpha 32, PEFT's default layers) train; the reference is the
+    /// same weights with the adapters off.
+    Adapters,
 }
 
 impl Mode {
-    pub const NAMES: [&'static str; 2] = ["two-model", "precomputed"];
+    pub const NAMES: [&'static str; 3] = ["two-model", "precomputed", "adapters"];
+    const ALL: [Mode; 3] = [Mode::TwoModel, Mode::Precomputed, Mode::Adapters];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Mode::TwoModel => Self::NAMES[0],
-            Mode::Precomputed => Self::NAMES[1],
-        }
+        Self::NAMES[Self::ALL.iter().position(|m| *m == self).expect("every mode is listed")]
     }
 
     pub fn parse(name: &str) -> Option<Mode> {
-        [Mode::TwoModel, Mode::Precomputed]
-            .into_iter()
-            .find(|m| m.name() == name)
+        Self::ALL.into_iter().find(|m| m.name() == name)
     }
 }
 
@@ -334,7 +353,6 @@ pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
     let device = selected.device;
     let w = case.workload;
     let config = TrainConfig {
-        preset: w.preset(),
         seed: timing.seed,
         sft_steps: 0,
         steps: timing.warmup + timing.steps,
@@ -343,6 +361,11 @@ pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
         warmup_steps: 0,
         precompute_ref: case.mode == Mode::Precomputed,
         precision: case.precision,
+        lora: (case.mode == Mode::Adapters).then(|| LoraConfig {
+            r: 16,
+            alpha: 32.0,
+            ..LoraConfig::default()
+        }),
         ..TrainConfig::default()
     };
     // The pairs are token ids, never text: a byte-level tokenizer stands in for a real one.

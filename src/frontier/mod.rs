@@ -105,6 +105,7 @@ pub fn run(
         model: ModelSource::Preset,
         train: PairsFile::shipped_train(),
         heldout: Some(PairsFile::shipped_heldout()),
+        adapter: None,
         // Only the held-out prompts are wanted: the points are scored here, by sampling.
         report: Report {
             prompts: 0,

@@ -13,7 +13,7 @@ use crate::Error;
 use crate::data::ChatTemplate;
 use crate::data::tokenizer::TextTokenizer;
 use crate::io::json;
-use crate::model::weights::{self, ParamSource};
+use crate::model::weights::{self, NamedTensor, ParamSource};
 use crate::model::{CausalLm, ModelConfig, ModelInfo};
 
 pub const CONFIG: &str = "config.json";
@@ -51,8 +51,9 @@ pub fn check_positions(info: &ModelInfo, source: &str, max_length: usize) -> Res
     let positions = info.config.max_positions();
     if max_length > positions {
         return Err(Error::Input(format!(
-            "{source}/{CONFIG}: field `n_positions`: the model covers {positions} positions, \
-             fewer than max_length {max_length}"
+            "{source}/{CONFIG}: field `{}`: the model covers {positions} positions, fewer \
+             than max_length {max_length}",
+            info.config.positions_field()
         )));
     }
     Ok(())
@@ -181,7 +182,7 @@ impl<'a> SafetensorsSource<'a> {
                 view.shape()
             ));
         }
-        if !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        if !readable(view.dtype()) {
             return Err(format!(
                 "tensor `{name}` has dtype {:?}; F32, F16 and BF16 are supported",
                 view.dtype()
@@ -193,33 +194,40 @@ impl<'a> SafetensorsSource<'a> {
 
 impl ParamSource for SafetensorsSource<'_> {
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
-        let view = self.view(name, shape)?;
-        let bytes = view.data();
-        let values = match view.dtype() {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            _ => unreachable!("`view` admits F32, F16 and BF16 only"),
-        };
-        Ok(values)
+        Ok(to_f32(&self.view(name, shape)?))
     }
 }
 
-/// The folder's files for `model`: weights read back from the device (awaited, so this
-/// works in the browser too), config, tokenizer and tokenizer config.
-pub async fn export(model: &CausalLm, info: &ModelInfo) -> Result<ModelFiles, Error> {
-    let tokenizer = &info.tokenizer;
+/// A tensor's values as f32; `view`s are F32, F16 or BF16.
+pub(crate) fn to_f32(view: &TensorView) -> Vec<f32> {
+    let bytes = view.data();
+    match view.dtype() {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        other => unreachable!("dtype {other:?} is refused before it is read"),
+    }
+}
+
+/// Whether `to_f32` reads a dtype.
+pub(crate) fn readable(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16)
+}
+
+/// Tensors read back from the device (awaited, so this works in the browser too) as a
+/// safetensors file, in f32.
+pub(crate) async fn safetensors_bytes(named: Vec<NamedTensor>) -> Result<Vec<u8>, Error> {
     let mut tensors = Vec::new();
-    for named in weights::named_tensors(model) {
+    for named in named {
         let data = named
             .tensor
             .into_data_async()
@@ -238,8 +246,16 @@ pub async fn export(model: &CausalLm, info: &ModelInfo) -> Result<ModelFiles, Er
         .collect::<Result<Vec<_>, Error>>()?;
     // transformers refuses safetensors files without format = pt.
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let weights = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| Error::Runtime(format!("writing safetensors failed: {e}")))?;
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::Runtime(format!("writing safetensors failed: {e}")))
+}
+
+/// The folder's files for `model`: weights read back from the device (awaited, so this
+/// works in the browser too), config, tokenizer and tokenizer config.
+pub async fn export(model: &CausalLm, info: &ModelInfo) -> Result<ModelFiles, Error> {
+    let tokenizer = &info.tokenizer;
+    // A model with adapters is written with them merged: a plain model folder.
+    let weights = safetensors_bytes(weights::named_tensors(&model.merged())).await?;
     let mut config = info.config.clone();
     config.fill_special_tokens(tokenizer.eos_id());
     let default_tokenizer_config = serde_json::json!({
@@ -264,7 +280,6 @@ mod native {
     use std::path::Path;
 
     use super::*;
-    use crate::io::atomic;
 
     /// Reads a model folder. A pickle checkpoint is refused with the conversion to run.
     pub fn read_dir(dir: &Path) -> Result<ModelFiles, Error> {
@@ -302,22 +317,7 @@ mod native {
     pub fn load_dir(dir: &Path, device: &Device) -> Result<(ModelInfo, CausalLm), Error> {
         load(&read_dir(dir)?, &dir.display().to_string(), device)
     }
-
-    /// Writes a model folder atomically, with `extra` files beside the model's.
-    pub fn write_dir(dir: &Path, files: &ModelFiles, extra: &[(&str, &[u8])]) -> Result<(), Error> {
-        let mut all: Vec<(&str, &[u8])> = vec![
-            (CONFIG, &files.config),
-            (WEIGHTS, &files.weights),
-            (TOKENIZER, &files.tokenizer),
-        ];
-        if let Some(bytes) = &files.tokenizer_config {
-            all.push((TOKENIZER_CONFIG, bytes));
-        }
-        all.extend_from_slice(extra);
-        atomic::write_dir(dir, &all)
-            .map_err(|e| Error::Runtime(format!("writing {} failed: {e}", dir.display())))
-    }
 }
 
 #[cfg(not(target_family = "wasm"))]
-pub use native::{load_dir, read_dir, write_dir};
+pub use native::{load_dir, read_dir};

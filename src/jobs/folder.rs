@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::Error;
 use crate::config::TrainConfig;
+use crate::io::Saved;
 use crate::io::checkpoint::Checkpoints;
 use crate::io::hf::{self, ModelFiles};
 use crate::model::ModelInfo;
@@ -24,8 +25,9 @@ pub struct Checkpoint {
 
 /// Checks `--out` against `--resume`: a new run needs a folder that holds no run; a resumed
 /// one the same settings (only `steps` may change). Returns the checkpoint to continue from:
-/// none when a resumed run had not saved one yet, so that it starts over.
-pub fn check_out(job: &TrainJob) -> Result<Option<Checkpoint>, Error> {
+/// none when a resumed run had not saved one yet, so that it starts over. `config`: the run's
+/// settings as prepared (a loaded adapter's included).
+pub fn check_out(job: &TrainJob, config: &TrainConfig) -> Result<Option<Checkpoint>, Error> {
     let out = &job.out;
     if out.exists() && !out.is_dir() {
         return Err(Error::Input(format!(
@@ -47,7 +49,7 @@ pub fn check_out(job: &TrainJob) -> Result<Option<Checkpoint>, Error> {
         .map_err(|e| Error::Input(format!("{}: {e}", saved_config.display())))?;
     let comparable = TrainConfig {
         steps: saved.steps,
-        ..job.config.clone()
+        ..config.clone()
     };
     if comparable != saved {
         return Err(Error::Input(format!(
@@ -67,14 +69,14 @@ pub fn check_out(job: &TrainJob) -> Result<Option<Checkpoint>, Error> {
     let state: TrainerState = serde_json::from_slice(&read(&state_file)?)
         .map_err(|e| Error::Input(format!("{}: {e}", state_file.display())))?;
     let sft = out.join("sft");
-    let reference = match step >= job.config.sft_steps && sft.exists() {
-        true => Some(read_model(&sft)?.1),
+    let reference = match step >= config.sft_steps && sft.exists() {
+        true => Some(read_saved(&sft)?),
         false => None,
     };
     let resume = Resume {
         state,
         optimizer: read(&path.join(OPTIMIZER))?,
-        policy: read_model(&path)?.1,
+        policy: read_saved(&path)?,
         reference,
     };
     Ok(Some(Checkpoint { step, resume }))
@@ -87,6 +89,11 @@ pub fn read_model(dir: &Path) -> Result<(ModelInfo, (String, ModelFiles)), Error
     let name = dir.display().to_string();
     let info = hf::check(&files, &name)?;
     Ok((info, (name, files)))
+}
+
+/// A saved model or adapter folder with its name (checked when the run loads it).
+fn read_saved(dir: &Path) -> Result<(String, Saved), Error> {
+    Ok((dir.display().to_string(), Saved::read_dir(dir)?))
 }
 
 /// "`loss.beta` 0.1 there, 0.5 here" for each setting that differs.

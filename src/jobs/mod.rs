@@ -26,11 +26,11 @@ use crate::config::TrainConfig;
 use crate::dpo::{Metrics, Phase};
 use crate::generate::mean_reward;
 use crate::io::checkpoint::Checkpoints;
-use crate::io::{atomic, hf};
+use crate::io::{Saved, atomic, hf};
 use crate::train::{self, Event, ModelSource, PairsFile, Report, Run, RunSpec, When};
 use folder::Checkpoint;
 
-pub use eval::{Eval, Generate};
+pub use eval::{Eval, Generate, merge};
 pub use folder::read_model;
 pub use settings::read_config;
 
@@ -44,6 +44,10 @@ pub struct TrainJob {
     pub eval_data: Option<PathBuf>,
     /// A Hugging Face model folder to start from; `None`: a fresh model of `config.preset`.
     pub model: Option<PathBuf>,
+    /// A PEFT adapter folder for `model` to continue training.
+    pub adapter: Option<PathBuf>,
+    /// In an adapter run, also write `final-merged/`: the adapters merged into the weights.
+    pub merge: bool,
     pub out: PathBuf,
     /// Continue from the newest checkpoint in `out`; start there when it holds none yet.
     pub resume: bool,
@@ -100,14 +104,27 @@ pub fn prepare(job: TrainJob) -> Result<PreparedJob, Error> {
         (None, None) => Some(PairsFile::shipped_heldout()),
         (None, Some(_)) => None,
     };
+    let adapter = match &job.adapter {
+        Some(dir) => match Saved::read_dir(dir)? {
+            Saved::Adapter(files) => Some((dir.display().to_string(), files)),
+            Saved::Model(_) => {
+                return Err(Error::Input(format!(
+                    "--adapter {}: not an adapter folder (adapter_config.json is missing)",
+                    dir.display()
+                )));
+            }
+        },
+        None => None,
+    };
     let run = train::prepare(RunSpec {
         config: job.config.clone(),
         model,
         train,
         heldout,
+        adapter,
         report: job.report.clone(),
     })?;
-    let checkpoint = folder::check_out(&job)?;
+    let checkpoint = folder::check_out(&job, run.config())?;
     Ok(PreparedJob {
         job,
         run,
@@ -134,7 +151,7 @@ pub fn train(
     let mut run = run.start(device, start)?;
 
     // Only now, with every input known good, does anything touch the run folder.
-    let config_json = serde_json::to_vec_pretty(&job.config).expect("config serializes");
+    let config_json = serde_json::to_vec_pretty(run.config()).expect("config serializes");
     fs::create_dir_all(out).map_err(write_error(out))?;
     atomic::write_file(&out.join(CONFIG), &config_json).map_err(write_error(&out.join(CONFIG)))?;
     let checkpoints = Checkpoints::new(out, job.keep_checkpoints);
@@ -148,6 +165,19 @@ pub fn train(
         None => {}
     }
     progress.message(&format!("held-out pairs: {}", run.heldout_source()));
+    if let Some(lora) = &run.config().lora {
+        let (trained, all) = run.param_counts();
+        let what = match trained < all {
+            true => format!("{trained} of {all} parameters"),
+            false => "every weight in SFT, then adapters on the SFT model".into(),
+        };
+        progress.message(&format!(
+            "LoRA r {} alpha {} on {}: training {what}",
+            lora.r,
+            lora.alpha,
+            lora.target_names(&run.info().config).join(", ")
+        ));
+    }
 
     let mut log = fs::OpenOptions::new()
         .create(true)
@@ -172,7 +202,7 @@ pub fn train(
             Some(Event::Step { metrics }) => {
                 let step = run.steps_done();
                 let checkpoint = (job.save_every > 0 && step.is_multiple_of(job.save_every))
-                    || step == job.config.sft_steps
+                    || step == run.config().sft_steps
                     || step == run.total_steps();
                 write_metrics(&metrics, checkpoint)?;
                 progress.metrics(&metrics);
@@ -187,7 +217,11 @@ pub fn train(
             }
             Some(Event::Trained) => {
                 save_model(&out.join("final"), &run, &[])?;
-                if job.config.steps == 0 {
+                if job.merge && run.policy().has_adapters() {
+                    let merged = read_sync(run.export_merged())?;
+                    Saved::Model(merged).write_dir(&out.join("final-merged"), &[])?;
+                }
+                if run.config().steps == 0 {
                     // No DPO phase: the SFT model is the final one.
                     save_model(&out.join("sft"), &run, &[])?;
                 }
@@ -224,8 +258,7 @@ fn with_last_checkpoint(error: Error, checkpoints: &Checkpoints) -> Error {
 }
 
 fn save_model(dir: &Path, run: &Run, extra: &[(&str, &[u8])]) -> Result<(), Error> {
-    let files = read_sync(run.export())?;
-    hf::write_dir(dir, &files, extra)
+    read_sync(run.export())?.write_dir(dir, extra)
 }
 
 fn save_checkpoint(checkpoints: &Checkpoints, run: &Run) -> Result<(), Error> {

@@ -14,7 +14,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
 
 use super::config::Gpt2Config;
-use super::precision::Precision;
+use super::lora::{Compute, Layout};
 
 #[derive(Module, Debug)]
 pub struct Gpt2 {
@@ -23,7 +23,7 @@ pub struct Gpt2 {
     pub h: Vec<Block>,
     pub ln_f: LayerNorm,
     #[module(skip)]
-    pub precision: Precision,
+    pub compute: Compute,
 }
 
 #[derive(Module, Debug)]
@@ -79,7 +79,7 @@ impl Gpt2 {
             wpe: EmbeddingConfig::new(config.n_positions, d).init(device),
             h: (0..config.n_layer).map(|_| block()).collect(),
             ln_f: norm(),
-            precision: Precision::F32,
+            compute: Compute::default(),
         }
     }
 
@@ -89,7 +89,7 @@ impl Gpt2 {
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &ids.device()).reshape([1, seq]);
         let mut x = self.wte.forward(ids) + self.wpe.forward(positions);
         for block in &self.h {
-            x = block.forward(x, self.precision);
+            x = block.forward(x, self.compute);
         }
         self.ln_f.forward(x)
     }
@@ -106,26 +106,22 @@ impl Gpt2 {
 }
 
 impl Block {
-    fn forward(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), precision);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x), precision)
+    fn forward(&self, x: Tensor<3>, compute: Compute) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), compute);
+        x.clone() + self.mlp.forward(self.ln_2.forward(x), compute)
     }
 }
 
-/// burn's `Linear` (weight [d_in, d_out]) with its product in `precision`.
-fn linear(layer: &Linear, x: Tensor<3>, precision: Precision) -> Tensor<3> {
-    let y = precision.matmul(x, layer.weight.val().unsqueeze());
-    match &layer.bias {
-        Some(bias) => y + bias.val().unsqueeze(),
-        None => y,
-    }
+/// burn's `Linear` stores its weight [d_in, d_out], as GPT-2's `Conv1D` does.
+fn linear(layer: &Linear, x: Tensor<3>, compute: Compute) -> Tensor<3> {
+    compute.project(x, &layer.weight, layer.bias.as_ref(), Layout::InOut)
 }
 
 impl Attention {
-    fn forward(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, compute: Compute) -> Tensor<3> {
         let [batch, seq, d] = x.dims();
         let head_dim = d / self.n_head;
-        let qkv = linear(&self.c_attn, x, precision);
+        let qkv = linear(&self.c_attn, x, compute);
         let split = |i: usize| {
             qkv.clone()
                 .narrow(2, i * d, d)
@@ -143,20 +139,20 @@ impl Attention {
         linear(
             &self.c_proj,
             y.swap_dims(1, 2).reshape([batch, seq, d]),
-            precision,
+            compute,
         )
     }
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
-        let x = linear(&self.c_fc, x, precision);
+    fn forward(&self, x: Tensor<3>, compute: Compute) -> Tensor<3> {
+        let x = linear(&self.c_fc, x, compute);
         let x = if self.exact_gelu {
             gelu(x)
         } else {
             gelu_tanh(x)
         };
-        linear(&self.c_proj, x, precision)
+        linear(&self.c_proj, x, compute)
     }
 }
 

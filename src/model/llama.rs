@@ -14,7 +14,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::precision::Precision;
+use super::lora::{Compute, Layout};
 
 /// The fields of Hugging Face's `LlamaConfig` that change the computation; every other field
 /// of the file is kept in `extra` and written back unchanged.
@@ -155,7 +155,7 @@ pub struct Llama {
     rope_theta: f64,
     max_positions: usize,
     #[module(skip)]
-    pub precision: Precision,
+    pub compute: Compute,
 }
 
 #[derive(Module, Debug)]
@@ -200,12 +200,8 @@ impl Projection {
         }
     }
 
-    fn forward(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
-        let y = precision.matmul(x, self.weight.val().transpose().unsqueeze());
-        match &self.bias {
-            Some(bias) => y + bias.val().unsqueeze(),
-            None => y,
-        }
+    fn forward(&self, x: Tensor<3>, compute: Compute) -> Tensor<3> {
+        compute.project(x, &self.weight, self.bias.as_ref(), Layout::OutIn)
     }
 }
 
@@ -250,7 +246,7 @@ impl Llama {
                 .then(|| Projection::new(d, config.vocab_size, false, device)),
             rope_theta: config.rope_theta(),
             max_positions: config.max_position_embeddings,
-            precision: Precision::F32,
+            compute: Compute::default(),
         }
     }
 
@@ -262,7 +258,7 @@ impl Llama {
         let head_dim = self.layers.first().map_or(2, |l| l.self_attn.head_dim);
         let rope = Rope::new(seq, head_dim, self.rope_theta, &device);
         for layer in &self.layers {
-            x = layer.forward(x, &rope, self.precision);
+            x = layer.forward(x, &rope, self.compute);
         }
         self.norm.forward(x)
     }
@@ -281,23 +277,23 @@ impl Llama {
 }
 
 impl Layer {
-    fn forward(&self, x: Tensor<3>, rope: &Rope, precision: Precision) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, rope: &Rope, compute: Compute) -> Tensor<3> {
         let x = x.clone()
             + self
                 .self_attn
-                .forward(self.input_layernorm.forward(x), rope, precision);
+                .forward(self.input_layernorm.forward(x), rope, compute);
         x.clone()
             + self
                 .mlp
-                .forward(self.post_attention_layernorm.forward(x), precision)
+                .forward(self.post_attention_layernorm.forward(x), compute)
     }
 }
 
 impl Attention {
-    fn forward(&self, x: Tensor<3>, rope: &Rope, precision: Precision) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, rope: &Rope, compute: Compute) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
         let heads = |proj: &Projection, count: usize| {
-            proj.forward(x.clone(), precision)
+            proj.forward(x.clone(), compute)
                 .reshape([batch, seq, count, self.head_dim])
                 .swap_dims(1, 2)
         };
@@ -323,16 +319,16 @@ impl Attention {
         self.o_proj.forward(
             y.swap_dims(1, 2)
                 .reshape([batch, seq, self.heads * self.head_dim]),
-            precision,
+            compute,
         )
     }
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone(), precision));
+    fn forward(&self, x: Tensor<3>, compute: Compute) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone(), compute));
         self.down_proj
-            .forward(gate * self.up_proj.forward(x, precision), precision)
+            .forward(gate * self.up_proj.forward(x, compute), compute)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod gpt2;
 mod info;
 pub mod llama;
+pub mod lora;
 pub mod precision;
 pub mod weights;
 
@@ -16,6 +17,7 @@ pub use config::{Gpt2Config, Preset, PresetShape};
 pub use gpt2::Gpt2;
 pub use info::ModelInfo;
 pub use llama::{Llama, LlamaConfig};
+pub use lora::{Compute, LoraConfig};
 pub use precision::Precision;
 
 /// A decoder-only language model of one of the supported families.
@@ -34,20 +36,55 @@ impl CausalLm {
         }
     }
 
-    /// The dtype of the model's matrix products (not saved with the model).
-    pub fn precision(&self) -> Precision {
+    /// How the model computes (not saved with it).
+    pub fn compute(&self) -> Compute {
         match self {
-            CausalLm::Gpt2(m) => m.precision,
-            CausalLm::Llama(m) => m.precision,
+            CausalLm::Gpt2(m) => m.compute,
+            CausalLm::Llama(m) => m.compute,
         }
     }
 
-    pub fn with_precision(mut self, precision: Precision) -> Self {
+    fn with_compute(mut self, change: impl FnOnce(&mut Compute)) -> Self {
         match &mut self {
-            CausalLm::Gpt2(m) => m.precision = precision,
-            CausalLm::Llama(m) => m.precision = precision,
+            CausalLm::Gpt2(m) => change(&mut m.compute),
+            CausalLm::Llama(m) => change(&mut m.compute),
         }
         self
+    }
+
+    /// The dtype of the model's matrix products.
+    pub fn precision(&self) -> Precision {
+        self.compute().precision
+    }
+
+    pub fn with_precision(self, precision: Precision) -> Self {
+        self.with_compute(|c| c.precision = precision)
+    }
+
+    /// The same weights with the LoRA adapters taking part or not (off: the base model).
+    pub fn with_adapters(self, on: bool) -> Self {
+        self.with_compute(|c| c.adapters = on)
+    }
+
+    /// Dropout on the adapters' input while training.
+    pub fn with_lora_dropout(self, p: f64) -> Self {
+        self.with_compute(|c| c.dropout = p)
+    }
+
+    /// A copy that no longer trains (DPO's reference): no dropout, no gradients. It shares
+    /// the weights' memory with `self` until the optimizer replaces them.
+    pub fn frozen(&self) -> Self {
+        self.clone().with_lora_dropout(0.0).no_grad()
+    }
+
+    /// Whether any weight carries a LoRA adapter.
+    pub fn has_adapters(&self) -> bool {
+        lora::param_counts(self).0 > 0
+    }
+
+    /// The model with its adapters merged into the weights (the base is unchanged).
+    pub fn merged(&self) -> Self {
+        self.clone().materialize()
     }
 
     /// The output head [vocab, width]; logits are `hidden · headᵀ`.
@@ -139,6 +176,22 @@ impl ModelConfig {
         match self {
             ModelConfig::Gpt2(c) => c.n_positions,
             ModelConfig::Llama(c) => c.max_position_embeddings,
+        }
+    }
+
+    /// The config field that sets `max_positions`.
+    pub fn positions_field(&self) -> &'static str {
+        match self {
+            ModelConfig::Gpt2(_) => "n_positions",
+            ModelConfig::Llama(_) => "max_position_embeddings",
+        }
+    }
+
+    /// The family's `model_type`.
+    pub fn family(&self) -> &'static str {
+        match self {
+            ModelConfig::Gpt2(_) => "gpt2",
+            ModelConfig::Llama(_) => "llama",
         }
     }
 

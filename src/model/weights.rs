@@ -21,7 +21,7 @@ pub trait ParamSource {
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String>;
 }
 
-fn param_id(name: &str) -> ParamId {
+pub(crate) fn param_id(name: &str) -> ParamId {
     // FNV-1a: stable across processes and platforms, unlike std's hasher.
     let hash = name.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100000001b3)

@@ -83,7 +83,9 @@ impl Trainer {
     ) -> Self {
         Trainer {
             optim: optim::adamw(config.weight_decay),
-            policy: policy.with_precision(config.precision),
+            policy: policy
+                .with_precision(config.precision)
+                .with_lora_dropout(config.lora.as_ref().map_or(0.0, |l| l.dropout)),
             order: DataOrder::new(config.seed, pairs.len(), 0),
             config,
             device,
@@ -141,12 +143,17 @@ impl Trainer {
     pub fn step(&mut self) -> PendingMetrics {
         let started = Instant::now();
         let phase = self.phase();
+        if self.policy.compute().dropout > 0.0 {
+            // Dropout masks drawn from (seed, step): a resumed run draws the same ones.
+            let seed = self.config.seed ^ (self.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            self.device.seed(seed);
+        }
         let (phase_step, phase_total, base_lr) = match phase {
             Phase::Sft => (self.step, self.config.sft_steps, self.config.sft_lr),
             _ => (
                 self.step - self.config.sft_steps,
                 self.config.steps,
-                self.config.lr,
+                self.config.dpo_lr(),
             ),
         };
         let lr = optim::scheduled_lr(base_lr, phase_step, phase_total, self.config.warmup_steps);

@@ -25,6 +25,8 @@ use crate::data::TokenizedPair;
 use crate::dpo::{Metrics, Phase, Reference};
 use crate::generate::{Generation, SamplingConfig, sample_and_score};
 use crate::io::hf::{self, ModelFiles};
+use crate::io::{Saved, peft};
+use crate::model::lora::FreshFactors;
 use crate::model::{CausalLm, ModelInfo};
 
 /// The held-out pairs: where they came from, their distinct prompts (sampled before and after
@@ -34,6 +36,15 @@ pub(crate) struct HeldOut {
     pub source: String,
     pub prompts: Vec<String>,
     pub pairs: Vec<TokenizedPair>,
+}
+
+/// Where an adapter run's adapters sit.
+pub(crate) struct Adapters {
+    /// The base model's name, for `adapter_config.json`.
+    pub base: String,
+    /// Freshly initialised at the start (not loaded from a file or a checkpoint): until
+    /// trained they change nothing, and a reference frozen then skips them.
+    pub fresh: bool,
 }
 
 /// Which generations: the model DPO starts from (the reference), or the final policy.
@@ -95,6 +106,7 @@ pub struct Run {
     after: bool,
     trained: bool,
     evaluated: bool,
+    adapters: Adapters,
 }
 
 impl Run {
@@ -105,6 +117,7 @@ impl Run {
         report: Report,
         device: Device,
         saved_reference: Option<CausalLm>,
+        adapters: Adapters,
     ) -> Run {
         Run {
             trainer,
@@ -118,6 +131,7 @@ impl Run {
             after: false,
             trained: false,
             evaluated: false,
+            adapters,
         }
     }
 
@@ -181,6 +195,7 @@ impl Run {
     /// The non-finite guard: a step whose loss or gradient norm is NaN or infinite has already
     /// updated the weights with garbage, so the run ends there.
     async fn step(&mut self) -> Result<Metrics, Error> {
+        self.attach_adapters()?;
         let metrics = self.trainer.step().read().await.map_err(Error::Runtime)?;
         let grad_norm = metrics.grad_norm.unwrap_or(0.0);
         if metrics.loss.is_finite() && grad_norm.is_finite() {
@@ -194,6 +209,23 @@ impl Run {
             metrics.loss,
             grad_norm
         )))
+    }
+
+    /// The adapters of a run on a fresh model go on when DPO starts: SFT trained every
+    /// weight, and the SFT model stays their base and DPO's reference.
+    fn attach_adapters(&mut self) -> Result<(), Error> {
+        let config = &self.trainer.config;
+        let Some(lora) = &config.lora else {
+            return Ok(());
+        };
+        if self.trainer.phase() != Phase::Dpo || self.trainer.policy.has_adapters() {
+            return Ok(());
+        }
+        let mut fresh =
+            FreshFactors::new(lora, &self.info.config, config.seed).map_err(Error::Input)?;
+        let policy = self.trainer.policy.clone();
+        self.trainer.policy = super::setup::attach(policy, &mut fresh)?;
+        Ok(())
     }
 
     async fn generate(&mut self, when: When) -> Result<Vec<Generation>, Error> {
@@ -232,16 +264,18 @@ impl Run {
         Ok(items)
     }
 
-    /// Fixes DPO's reference: the saved SFT model of a resumed run, else the policy now.
-    /// Returns whether it is the policy.
+    /// Fixes DPO's reference: the saved SFT model of a resumed run, else the policy now (with
+    /// its adapters switched off while they are untrained). Returns whether it is the policy.
     async fn freeze(&mut self) -> Result<bool, Error> {
         let config = &self.trainer.config;
         let from_policy = self.saved_reference.is_none();
-        let model = self
-            .saved_reference
-            .take()
-            .unwrap_or_else(|| self.trainer.policy.clone())
-            .with_precision(config.precision);
+        let untrained = self.adapters.fresh && self.steps_done() == 0;
+        let model = match self.saved_reference.take() {
+            Some(model) => model,
+            None => self.trainer.policy.clone().with_adapters(!untrained),
+        }
+        .with_precision(config.precision)
+        .frozen();
         let plain = model.valid();
         let (train, eval) = if config.precompute_ref {
             let pad = self.info.pad_id();
@@ -253,7 +287,7 @@ impl Run {
                 Reference::Logps(eval.map_err(Error::Runtime)?),
             )
         } else {
-            (Reference::Model(model.no_grad()), Reference::Model(plain))
+            (Reference::Model(model), Reference::Model(plain))
         };
         self.trainer.freeze(train);
         self.eval_reference = Some(eval);
@@ -338,8 +372,29 @@ impl Run {
         self.trainer.optimizer_bytes().map_err(Error::Runtime)
     }
 
-    /// The policy as a Hugging Face folder's files.
-    pub async fn export(&self) -> Result<ModelFiles, Error> {
+    /// The policy as a folder's files: a Hugging Face model folder, or in an adapter run a
+    /// PEFT adapter folder (once the adapters are on).
+    pub async fn export(&self) -> Result<Saved, Error> {
+        let policy = &self.trainer.policy;
+        match &self.trainer.config.lora {
+            Some(lora) if policy.has_adapters() => {
+                let files = peft::export(policy, lora, &self.info.config, &self.adapters.base);
+                Ok(Saved::Adapter(files.await?))
+            }
+            _ => Ok(Saved::Model(self.export_merged().await?)),
+        }
+    }
+
+    /// The policy as a Hugging Face model folder's files, adapters merged into the weights.
+    pub async fn export_merged(&self) -> Result<ModelFiles, Error> {
         hf::export(&self.trainer.policy, &self.info).await
+    }
+
+    /// Parameters trained (the adapters', in an adapter run once they are on) and in all.
+    pub fn param_counts(&self) -> (usize, usize) {
+        match crate::model::lora::param_counts(&self.trainer.policy) {
+            (0, all) => (all, all),
+            counts => counts,
+        }
     }
 }

@@ -13,12 +13,15 @@ use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use super::run::{HeldOut, Run};
+use super::run::{Adapters, HeldOut, Run};
 use super::{Trainer, TrainerState};
 use crate::Error;
 use crate::config::TrainConfig;
 use crate::data::{self, PreferencePair, TokenizedPair};
+use crate::io::Saved;
 use crate::io::hf::{self, ModelFiles};
+use crate::io::peft::{self, Adapter, AdapterFiles};
+use crate::model::lora::{self, FactorSource, FreshFactors};
 use crate::model::{CausalLm, ModelInfo};
 
 /// A pairs file (JSONL): its name, for messages, and its bytes.
@@ -98,6 +101,10 @@ pub struct RunSpec {
     pub train: PairsFile,
     /// `None`: hold out the last tenth of the training pairs.
     pub heldout: Option<PairsFile>,
+    /// A PEFT adapter for the model to continue training (its folder name and files): its
+    /// settings replace `config.lora`'s rank, alpha and targets, and DPO's reference is the
+    /// model with the adapter as loaded.
+    pub adapter: Option<(String, AdapterFiles)>,
     pub report: Report,
 }
 
@@ -110,6 +117,7 @@ pub struct Prepared {
     train: Vec<TokenizedPair>,
     heldout: HeldOut,
     report: Report,
+    adapter: Option<Adapter>,
 }
 
 /// Where a run's policy starts.
@@ -127,19 +135,22 @@ pub struct Resume {
     pub state: TrainerState,
     /// The optimizer's moments, from [`Run::optimizer_bytes`].
     pub optimizer: Vec<u8>,
-    /// The policy at `state.step`, and where it came from (for messages).
-    pub policy: (String, ModelFiles),
-    /// DPO's reference once SFT is over: the SFT model (`None`: not saved yet).
-    pub reference: Option<(String, ModelFiles)>,
+    /// The policy at `state.step` (a model, or adapters over the run's base), and where it
+    /// came from (for messages).
+    pub policy: (String, Saved),
+    /// DPO's reference once SFT is over, as the run saved it when DPO started (`None`: not
+    /// saved yet). In an adapter run on a fresh model it is the adapters' base.
+    pub reference: Option<(String, Saved)>,
 }
 
 /// Reads and checks a run's inputs. Uses no device.
 pub fn prepare(spec: RunSpec) -> Result<Prepared, Error> {
     let RunSpec {
-        config,
+        mut config,
         model,
         train,
         heldout,
+        adapter,
         report,
     } = spec;
     config.validate().map_err(Error::Input)?;
@@ -171,6 +182,21 @@ pub fn prepare(spec: RunSpec) -> Result<Prepared, Error> {
             config.max_length,
         ),
     };
+    let adapter = match adapter {
+        Some((name, files)) => {
+            let adapter = peft::read(&files, &name, &info.config)?;
+            let dropout = config.lora.as_ref().map_or(adapter.lora.dropout, |l| l.dropout);
+            config.lora = Some(lora::LoraConfig {
+                dropout,
+                ..adapter.lora.clone()
+            });
+            Some(adapter)
+        }
+        None => None,
+    };
+    if let Some(lora) = &config.lora {
+        lora.modules(&info.config).map_err(Error::Input)?;
+    }
     let tokenize = |name: &str, pairs: &[PreferencePair]| {
         data::tokenize_pairs(name, &info.tokenizer, pairs, config.max_length)
     };
@@ -201,6 +227,7 @@ pub fn prepare(spec: RunSpec) -> Result<Prepared, Error> {
         train,
         heldout,
         report,
+        adapter,
     })
 }
 
@@ -233,6 +260,7 @@ impl Prepared {
                 eval_pairs: Some(0),
                 ..Report::default()
             },
+            adapter: None,
         }
     }
 
@@ -256,22 +284,35 @@ impl Prepared {
     }
 
     /// Puts the model on `device` (a plain device: training uses its autodiff twin).
-    pub fn start(self, device: &Device, start: Start) -> Result<Run, Error> {
+    ///
+    /// Adapters (`config.lora`) go on a pretrained model (a folder, or `Start::Weights`) here,
+    /// so that SFT trains them too; on a fresh model SFT trains every weight and the adapters
+    /// are attached when DPO starts ([`Run`]'s freeze).
+    pub fn start(mut self, device: &Device, start: Start) -> Result<Run, Error> {
         self.config.precision.check(device).map_err(Error::Input)?;
         let autodiff = device.clone().autodiff();
-        let load = |(name, files): (&str, &ModelFiles)| {
-            hf::load(files, name, &autodiff).map(|(_, model)| model)
+        let pretrained = matches!(start, Start::Weights(_))
+            || matches!(self.source, ModelSource::Folder { .. });
+        let fresh_adapters = self.config.lora.is_some() && self.adapter.is_none();
+        let base_name = match &self.source {
+            ModelSource::Folder { name, .. } => name.clone(),
+            // A fresh model's adapters sit on its SFT model (a run folder's `sft/`).
+            ModelSource::Preset => "sft".into(),
         };
-        let (policy, resume) = match start {
-            Start::Fresh => match &self.source {
-                ModelSource::Preset => (
-                    self.info.config.random_weights(self.config.seed, &autodiff),
-                    None,
-                ),
-                ModelSource::Folder { name, files } => (load((name, files))?, None),
+        let (policy, reference, resume) = match start {
+            Start::Fresh => (self.source_model(&autodiff)?, None, None),
+            Start::Weights(model) => (model.fork(&autodiff), None, None),
+            Start::Resume(mut resume) => {
+                let (policy, reference) = self.resumed(&mut resume, &autodiff)?;
+                (policy, reference, Some(resume))
+            }
+        };
+        let policy = match (&self.config.lora, policy.has_adapters(), pretrained) {
+            (Some(_), false, true) => match self.adapter.take() {
+                Some(mut adapter) => attach(policy, &mut adapter)?,
+                None => attach(policy, &mut self.fresh_factors()?)?,
             },
-            Start::Weights(model) => (model.fork(&autodiff), None),
-            Start::Resume(resume) => (load((&resume.policy.0, &resume.policy.1))?, Some(resume)),
+            _ => policy,
         };
         let mut trainer = Trainer::new(
             policy,
@@ -280,16 +321,11 @@ impl Prepared {
             self.config,
             autodiff.clone(),
         );
-        let mut reference = None;
         if let Some(resume) = resume {
             let name = &resume.policy.0;
             trainer
                 .restore(&resume.state, resume.optimizer)
                 .map_err(|e| Error::Input(format!("{name}: its optimizer state: {e}")))?;
-            reference = match &resume.reference {
-                Some((name, files)) => Some(load((name, files))?),
-                None => None,
-            };
         }
         Ok(Run::new(
             trainer,
@@ -298,6 +334,75 @@ impl Prepared {
             self.report,
             device.clone(),
             reference,
+            Adapters {
+                base: base_name,
+                fresh: fresh_adapters,
+            },
         ))
     }
+
+    /// The model the source gives: a folder's weights, or random ones drawn from the seed.
+    fn source_model(&self, device: &Device) -> Result<CausalLm, Error> {
+        match &self.source {
+            ModelSource::Preset => Ok(self.info.config.random_weights(self.config.seed, device)),
+            ModelSource::Folder { name, files } => load(name, files, device),
+        }
+    }
+
+    /// A checkpoint's policy and saved reference. Adapters go on one base, loaded once: the
+    /// saved reference when that is a whole model (the SFT model of a fresh-model run), else
+    /// the source model.
+    fn resumed(
+        &self,
+        resume: &mut Resume,
+        device: &Device,
+    ) -> Result<(CausalLm, Option<CausalLm>), Error> {
+        let mut base = None;
+        let mut reference = None;
+        if let Some((name, saved)) = resume.reference.take() {
+            reference = Some(match saved {
+                Saved::Model(files) => {
+                    let model = load(&name, &files, device)?;
+                    base = Some(model.clone());
+                    model
+                }
+                Saved::Adapter(files) => {
+                    let model = self.source_model(device)?;
+                    base = Some(model.clone());
+                    self.load_adapter(model, &name, &files)?
+                }
+            });
+        }
+        let (name, saved) = &resume.policy;
+        let policy = match saved {
+            Saved::Model(files) => load(name, files, device)?,
+            Saved::Adapter(files) => {
+                let base = match base {
+                    Some(base) => base,
+                    None => self.source_model(device)?,
+                };
+                self.load_adapter(base, name, files)?
+            }
+        };
+        Ok((policy, reference))
+    }
+
+    fn load_adapter(&self, base: CausalLm, name: &str, files: &AdapterFiles) -> Result<CausalLm, Error> {
+        let mut adapter = peft::read(files, name, &self.info.config)?;
+        attach(base, &mut adapter)
+    }
+
+    fn fresh_factors(&self) -> Result<FreshFactors, Error> {
+        let lora = self.config.lora.as_ref().expect("an adapter run");
+        FreshFactors::new(lora, &self.info.config, self.config.seed).map_err(Error::Input)
+    }
+}
+
+fn load(name: &str, files: &ModelFiles, device: &Device) -> Result<CausalLm, Error> {
+    hf::load(files, name, device).map(|(_, model)| model)
+}
+
+/// `model` with adapters from `source`, frozen but for them.
+pub(crate) fn attach(model: CausalLm, source: &mut dyn FactorSource) -> Result<CausalLm, Error> {
+    lora::attach(model, source).map_err(Error::Input)
 }

@@ -43,6 +43,11 @@ test('the largest buffers of each model, against the limits', () => {
   const embedding = limitProblem(gpt2, { batch: 16, max_length: 1024 }, { maxStorageBufferBindingSize: 100 * MiB, maxBufferSize: GiB });
   assert.equal(embedding.message, "the token embedding (50257 tokens × 768) needs 147.2 MiB but this GPU's maxStorageBufferBindingSize is 100 MiB");
   assert.equal(embedding.smaller, 'a smaller preset');
+  // Adapters leave every buffer as it is, and the refusal says so.
+  const lora = { batch: 16, max_length: 1024, lora: { r: 8, targets: [] } };
+  assert.deepEqual(largestBuffers(gpt2, lora), largestBuffers(gpt2, { batch: 16, max_length: 1024 }));
+  assert.equal(limitProblem(gpt2, lora, { maxStorageBufferBindingSize: 100 * MiB, maxBufferSize: GiB }).message,
+    `${embedding.message}; LoRA adapters do not make it smaller`);
   // The tighter limit is the one named.
   assert.match(limitProblem(gpt2, { batch: 2, max_length: 64 }, { maxStorageBufferBindingSize: GiB, maxBufferSize: 64 * MiB }).message,
     /needs 147\.2 MiB but this GPU's maxBufferSize is 64 MiB$/);

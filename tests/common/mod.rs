@@ -8,7 +8,7 @@ use std::process::Command;
 use burn::tensor::{Device, read_sync};
 use dpo::config::TrainConfig;
 use dpo::dpo::Metrics;
-use dpo::io::hf;
+use dpo::io::{Saved, hf};
 use dpo::model::{CausalLm, ModelInfo, Preset};
 use dpo::task::SHIPPED_TRAIN;
 use dpo::train::{self, Event, ModelSource, PairsFile, Prepared, Report, Run, RunSpec};
@@ -40,6 +40,7 @@ pub fn shipped_run(config: TrainConfig, pairs: usize) -> Prepared {
         model: ModelSource::Preset,
         train: PairsFile::new("shipped", lines),
         heldout: Some(PairsFile::shipped_heldout()),
+        adapter: None,
         report: Report {
             prompts: 0,
             eval_pairs: Some(0),
@@ -103,7 +104,7 @@ pub fn export_files(info: &ModelInfo, model: &CausalLm) -> hf::ModelFiles {
 /// Writes a fresh micro model folder (HF layout) to `dir`.
 pub fn write_model_folder(dir: &Path) {
     let (info, model) = fresh_model(Preset::Micro, &Device::flex());
-    hf::write_dir(dir, &export_files(&info, &model), &[]).unwrap();
+    Saved::Model(export_files(&info, &model)).write_dir(dir, &[]).unwrap();
 }
 
 /// Rewrites the JSON header of the safetensors file at `path` with `edit`, keeping the data.
@@ -138,4 +139,51 @@ pub fn dpo_cli(args: &[&str]) -> CliOutput {
         stdout,
         stderr,
     }
+}
+
+/// The metrics TRL's `DPOTrainer.evaluate()` reports, as `dpo eval --json` names them.
+pub const TRL_METRICS: [&str; 7] = [
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+];
+
+/// tests/fixtures/hf: the models, adapters and numbers `scripts/gen_reference.py` wrote.
+pub fn hf_fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf")
+}
+
+/// A JSON file of the fixtures.
+pub fn fixture_json(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(hf_fixtures().join(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `dpo eval --json` with `args` on the fixtures' pairs, once per loss type TRL was run with
+/// (`expected`: loss name -> TRL's metrics and its `label_smoothing`); each metric more than
+/// 1e-4 relative (absolute below 1e-3) from TRL's is a failure, returned as a line.
+pub fn eval_against_trl(expected: &serde_json::Value, args: &[&str]) -> Vec<String> {
+    let data = hf_fixtures().join("pairs.jsonl");
+    let mut failures = Vec::new();
+    for (loss, theirs) in expected.as_object().unwrap() {
+        let smoothing = theirs["label_smoothing"].as_f64().unwrap().to_string();
+        let mut all = vec!["eval", "--data", data.to_str().unwrap(), "--loss", loss];
+        all.extend(["--label-smoothing", &smoothing, "--beta", "0.1"]);
+        all.extend(["--backend", "cpu", "--json"]);
+        all.extend_from_slice(args);
+        let out = dpo_cli(&all);
+        assert_eq!(out.status, 0, "dpo {}: {}", all.join(" "), out.stderr);
+        let ours: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        for metric in TRL_METRICS {
+            let (a, b) = (ours[metric].as_f64().unwrap(), theirs[metric].as_f64().unwrap());
+            if (a - b).abs() > 1e-4 * b.abs().max(1e-3) {
+                failures.push(format!("{loss} {metric}: dpo {a} vs trl {b}"));
+            }
+        }
+    }
+    failures
 }

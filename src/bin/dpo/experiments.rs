@@ -14,14 +14,14 @@ use super::{BackendArg, parse_losses, select_device, setting};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Workloads, separated by commas: micro (test-sized), tiny, small, gpt2-124m.
+    /// Workloads, separated by commas: micro (test-sized), tiny, small, gpt2-124m, smollm2-135m.
     #[arg(long, default_value = "tiny,small")]
     workloads: String,
     /// Backends, separated by commas: cpu, wgpu, cuda (builds with the `cuda` feature); or
     /// all. Default: cpu, plus wgpu when a hardware GPU adapter exists.
     #[arg(long)]
     backend: Option<String>,
-    /// Reference modes, separated by commas: two-model, precomputed.
+    /// Modes, separated by commas: two-model, precomputed (full fine-tuning), adapters (LoRA r 16).
     #[arg(long, default_value = "two-model,precomputed")]
     modes: String,
     /// Matrix-product precisions, separated by commas: f32, bf16 (devices with bf16).
@@ -144,7 +144,7 @@ pub fn frontier_cmd(args: FrontierArgs) -> Result<(), Error> {
             preset: setting::<Preset>("preset", &args.preset)?,
             sft_steps: args.sft_steps,
             steps: args.steps,
-            lr: args.lr,
+            lr: Some(args.lr),
             seed: args.seed,
             ..TrainConfig::default()
         },

@@ -5,6 +5,7 @@
 //! (one line on stderr), 1 anything else.
 
 mod experiments;
+mod lora;
 mod progress;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use dpo::generate::{SamplingConfig, mean_reward};
 use dpo::jobs::{self, TrainJob};
 use dpo::train::Report;
 use experiments::{BenchArgs, FrontierArgs, bench_cmd, frontier_cmd};
+use lora::LoraArgs;
 use progress::Reporter;
 
 #[derive(Parser)]
@@ -40,6 +42,8 @@ enum Command {
     Eval(EvalArgs),
     /// Sample text from a model folder.
     Generate(GenerateArgs),
+    /// Merge a PEFT LoRA adapter into its base model's weights: a plain Hugging Face folder.
+    Merge(MergeArgs),
     /// Time the benchmark workloads (BENCHMARKS.md) (ms/step, tokens/s, peak memory) per backend and reference mode.
     Bench(BenchArgs),
     /// The reward-vs-KL experiment on the shipped task: DPO at several betas per loss type,
@@ -122,6 +126,14 @@ struct TrainArgs {
     #[arg(long)]
     seed: Option<u64>,
     #[command(flatten)]
+    lora: LoraArgs,
+    /// Continue training this PEFT LoRA adapter of --model (DPO's reference: the adapter as loaded).
+    #[arg(long, requires = "model")]
+    adapter: Option<PathBuf>,
+    /// In a LoRA run, also write final-merged/: the adapters merged into the model's weights.
+    #[arg(long)]
+    merge: bool,
+    #[command(flatten)]
     backend: BackendArg,
     /// Run folder. Default: runs/<preset>-seed<seed>, numbered if taken.
     #[arg(long)]
@@ -153,10 +165,14 @@ struct BackendArg {
 
 #[derive(Args)]
 struct EvalArgs {
-    /// The policy's model folder.
+    /// The policy's model folder (with --adapter: the adapter's base).
     #[arg(long)]
     model: PathBuf,
-    /// The reference's model folder (default: the policy itself).
+    /// A PEFT LoRA adapter folder on --model: the policy is the model with it.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// The reference: a model folder, or an adapter folder on --model (default: --model
+    /// itself, without the adapter).
     #[arg(long = "ref")]
     reference: Option<PathBuf>,
     /// Pairs to evaluate (JSONL).
@@ -181,10 +197,28 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+struct MergeArgs {
+    /// The base model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// The adapter folder (adapter_config.json, adapter_model.safetensors).
+    #[arg(long)]
+    adapter: PathBuf,
+    /// Where to write the merged model folder.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    backend: BackendArg,
+}
+
+#[derive(Args)]
 struct GenerateArgs {
     /// The model folder.
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT LoRA adapter folder on --model.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Text to continue.
     #[arg(long, required_unless_present = "data")]
     prompt: Option<String>,
@@ -221,6 +255,13 @@ fn main() -> ExitCode {
         Command::Train(args) => train(args),
         Command::Eval(args) => eval(args),
         Command::Generate(args) => generate_cmd(args),
+        Command::Merge(args) => jobs::merge(
+            &args.model,
+            &args.adapter,
+            &args.out,
+            &select_device(&args.backend)?,
+        )
+        .map(|()| eprintln!("merged model: {}", args.out.display())),
         Command::Bench(args) => bench_cmd(args),
         Command::Frontier(args) => frontier_cmd(args),
     });
@@ -313,7 +354,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
     set!(steps = args.steps);
     set!(loss.beta = args.beta);
     set!(loss.label_smoothing = args.label_smoothing);
-    set!(lr = args.lr);
+    config.lr = args.lr.or(config.lr);
     set!(sft_lr = args.sft_lr);
     set!(warmup_steps = args.warmup_steps);
     set!(weight_decay = args.weight_decay);
@@ -323,6 +364,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
     set!(max_length = args.max_length);
     set!(seed = args.seed);
     set!(precision = precision.transpose()?);
+    args.lora.apply(&mut config.lora);
     config.precompute_ref |= args.precompute_ref;
     config.loss.reference_free |= args.reference_free;
     config.loss.length_normalize |= args.length_normalize;
@@ -362,6 +404,8 @@ fn train(args: TrainArgs) -> Result<(), Error> {
         data: args.data.clone(),
         eval_data: args.eval_data.clone(),
         model: args.model.clone(),
+        adapter: args.adapter.clone(),
+        merge: args.merge,
         out: out.clone(),
         resume: args.resume,
         save_every: args.save_every,
@@ -403,6 +447,7 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
     loss.validate().map_err(Error::Input)?;
     let job = jobs::Eval::prepare(
         &args.model,
+        args.adapter.as_deref(),
         args.reference.as_deref(),
         &args.data,
         loss,
@@ -418,7 +463,12 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
 }
 
 fn generate_cmd(args: GenerateArgs) -> Result<(), Error> {
-    let job = jobs::Generate::prepare(&args.model, args.prompt.as_deref(), args.data.as_deref())?;
+    let job = jobs::Generate::prepare(
+        &args.model,
+        args.adapter.as_deref(),
+        args.prompt.as_deref(),
+        args.data.as_deref(),
+    )?;
     let sampling = SamplingConfig {
         max_new_tokens: args.max_new_tokens,
         temperature: args.temperature,

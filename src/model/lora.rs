@@ -1,0 +1,556 @@
+//! LoRA adapters (Hu et al. 2021) as PEFT defines them: a frozen linear weight W plus a
+//! trainable low-rank update, y = x·Wᵀ + (alpha/r)·B·A·x, with A [r, d_in] and B [d_out, r]
+//! (PEFT's `lora_A.weight` and `lora_B.weight`), B starting at zero so that a fresh adapter
+//! changes nothing. DPO needs no second model then: its reference is the same weights with
+//! the adapters switched off ([`Compute::adapters`]).
+//!
+//! burn keeps the factors: its `LoraAdapter` hangs off the weight's `Param`, so the
+//! optimizer, autodiff and the module visitors see them as ordinary parameters
+//! (`…weight.lora.a` / `.b`) while the base stays frozen. burn's `a`/`b` compose as `a·b` in
+//! the weight's stored layout, which is PEFT's B·A for Llama's [d_out, d_in] projections and
+//! (B·A)ᵀ for GPT-2's [d_in, d_out] `Conv1D`; [`Layout`] converts. The forward pass does not
+//! use burn's merged value (`Param::val`, which would build a dense W + a·b and a dense
+//! gradient of it every step): [`Compute::project`] multiplies the input by the two thin
+//! factors, as PEFT does.
+
+use std::collections::BTreeSet;
+
+use burn::module::{LoraAdapter, Module, Param, Reparameterizer};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rand_distr::{Distribution as _, Uniform};
+use serde::{Deserialize, Serialize};
+
+use super::precision::Precision;
+use super::weights::{self, NamedTensor};
+use super::{CausalLm, ModelConfig};
+
+/// A LoRA run's settings, named as PEFT's `LoraConfig` names them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraConfig {
+    /// Rank of the update.
+    pub r: usize,
+    /// The update is scaled by alpha / r.
+    pub alpha: f64,
+    /// Dropout on the adapters' input while training.
+    pub dropout: f64,
+    /// Layers to adapt, by module name or its last parts (`q_proj`, `attn.c_proj`), or
+    /// `all-linear` (every linear layer but the output head). Empty: PEFT's default for the
+    /// family (`c_attn` for GPT-2, `q_proj`, `v_proj` for Llama).
+    pub targets: Vec<String>,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        LoraConfig {
+            r: 8,
+            alpha: 8.0,
+            dropout: 0.0,
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// Layers that are 2-D weights but not linear layers PEFT adapts: embeddings and the head.
+const NOT_LINEAR: [&str; 4] = ["wte", "wpe", "embed_tokens", "lm_head"];
+
+impl LoraConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.r == 0 {
+            return Err("field `lora.r`: the rank must be at least 1".into());
+        }
+        if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            return Err("field `lora.alpha`: must be a positive number".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err("field `lora.dropout`: must be at least 0 and below 1".into());
+        }
+        if self.targets.iter().any(|t| t.trim().is_empty()) {
+            return Err("field `lora.targets`: a target is empty".into());
+        }
+        Ok(())
+    }
+
+    pub fn scale(&self) -> f64 {
+        self.alpha / self.r as f64
+    }
+
+    /// The targets as given, or the family's default spelled out.
+    pub fn target_names(&self, config: &ModelConfig) -> Vec<String> {
+        match self.targets.is_empty() {
+            true => default_targets(config).iter().map(|s| s.to_string()).collect(),
+            false => self.targets.clone(),
+        }
+    }
+
+    /// The targets as PEFT saves them in `adapter_config.json`: `all-linear` expanded to the
+    /// layer names it stands for (PEFT refuses it in a saved file), others as given.
+    pub fn peft_targets(&self, config: &ModelConfig) -> Vec<String> {
+        let targets = self.target_names(config);
+        if !targets.iter().any(|t| t == "all-linear") {
+            return targets;
+        }
+        let names: BTreeSet<String> = linear_layers(config)
+            .into_iter()
+            .filter_map(|(module, _, _)| module.rsplit('.').next().map(String::from))
+            .collect();
+        names.into_iter().collect()
+    }
+
+    /// The linear layers these settings adapt, by module name (`transformer.h.0.attn.c_attn`).
+    /// A target that matches no layer is refused with the names the model has.
+    pub fn modules(&self, config: &ModelConfig) -> Result<BTreeSet<String>, String> {
+        let layers: Vec<String> = linear_layers(config).into_iter().map(|l| l.0).collect();
+        let targets = self.target_names(config);
+        if targets.iter().any(|t| t == "all-linear") {
+            return Ok(layers.into_iter().collect());
+        }
+        let mut chosen = BTreeSet::new();
+        for target in &targets {
+            let matching: Vec<&String> = layers.iter().filter(|l| matches(l, target)).collect();
+            if matching.is_empty() {
+                let kinds: BTreeSet<&str> = layers
+                    .iter()
+                    .filter_map(|l| l.rsplit('.').next())
+                    .collect();
+                return Err(format!(
+                    "field `lora.targets`: `{target}` matches no linear layer of this {} model \
+                     (its layers: {}, or all-linear)",
+                    config.family(),
+                    kinds.into_iter().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            chosen.extend(matching.into_iter().cloned());
+        }
+        Ok(chosen)
+    }
+}
+
+/// PEFT's rule: a target names a module, or the module's last dot-separated parts.
+fn matches(module: &str, target: &str) -> bool {
+    module == target || module.ends_with(&format!(".{target}"))
+}
+
+fn default_targets(config: &ModelConfig) -> &'static [&'static str] {
+    match config {
+        ModelConfig::Gpt2(_) => &["c_attn"],
+        ModelConfig::Llama(_) => &["q_proj", "v_proj"],
+    }
+}
+
+/// Every linear layer an adapter can go on: module name and (d_in, d_out).
+pub fn linear_layers(config: &ModelConfig) -> Vec<(String, usize, usize)> {
+    // burn's parameters are lazy: this tree allocates no tensor memory.
+    let tree = config.build(&Device::flex());
+    let layout = Layout::of(config);
+    weights::param_shapes(&tree)
+        .into_iter()
+        .filter_map(|(name, shape)| {
+            let module = name.strip_suffix(".weight")?;
+            let last = module.rsplit('.').next()?;
+            let [rows, cols] = shape[..] else { return None };
+            let (d_in, d_out) = layout.in_out(rows, cols);
+            (!NOT_LINEAR.contains(&last)).then(|| (module.to_string(), d_in, d_out))
+        })
+        .collect()
+}
+
+/// How a family stores its linear weights.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Layout {
+    /// [d_in, d_out]: GPT-2's `Conv1D` (PEFT's `fan_in_fan_out`).
+    InOut,
+    /// [d_out, d_in]: PyTorch's `nn.Linear` (Llama).
+    OutIn,
+}
+
+impl Layout {
+    pub fn of(config: &ModelConfig) -> Layout {
+        match config {
+            ModelConfig::Gpt2(_) => Layout::InOut,
+            ModelConfig::Llama(_) => Layout::OutIn,
+        }
+    }
+
+    fn in_out(self, rows: usize, cols: usize) -> (usize, usize) {
+        match self {
+            Layout::InOut => (rows, cols),
+            Layout::OutIn => (cols, rows),
+        }
+    }
+}
+
+/// How a model computes: the products' precision and whether the adapters take part. Not
+/// saved with a model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Compute {
+    pub precision: Precision,
+    /// Add the adapters' updates (off: the base model alone, DPO's reference).
+    pub adapters: bool,
+    /// Dropout on the adapters' input, applied only on an autodiff device (training).
+    pub dropout: f64,
+}
+
+impl Default for Compute {
+    fn default() -> Self {
+        Compute {
+            precision: Precision::F32,
+            adapters: true,
+            dropout: 0.0,
+        }
+    }
+}
+
+impl Compute {
+    /// `x` [batch, seq, d_in] through a linear layer whose weight is stored in `layout`: the
+    /// frozen product plus, where the weight has an adapter, the low-rank path x·Aᵀ·Bᵀ·scale.
+    pub fn project(
+        self,
+        x: Tensor<3>,
+        weight: &Param<Tensor<2>>,
+        bias: Option<&Param<Tensor<1>>>,
+        layout: Layout,
+    ) -> Tensor<3> {
+        let base = match layout {
+            Layout::InOut => weight.base(),
+            Layout::OutIn => weight.base().transpose(),
+        };
+        let mut y = self.precision.matmul(x.clone(), base.unsqueeze());
+        if let (true, Some(adapter)) = (self.adapters, weight.adapter()) {
+            // burn's a·b is the update in the stored layout; as x-side factors:
+            let (down, up) = match layout {
+                Layout::InOut => (adapter.a.val(), adapter.b.val()),
+                Layout::OutIn => (adapter.b.val().transpose(), adapter.a.val().transpose()),
+            };
+            let low = self.precision.matmul(self.dropout(x), down.unsqueeze());
+            y = y + self.precision.matmul(low, up.unsqueeze()) * adapter.scale;
+        }
+        match bias {
+            Some(bias) => y + bias.val().unsqueeze(),
+            None => y,
+        }
+    }
+
+    fn dropout(self, x: Tensor<3>) -> Tensor<3> {
+        if self.dropout == 0.0 || !x.is_autodiff() {
+            return x;
+        }
+        let keep = 1.0 - self.dropout;
+        let mask = Tensor::random(x.shape(), Distribution::Bernoulli(keep), &x.device());
+        x * mask / keep
+    }
+}
+
+/// Where adapter factors come from, in PEFT's layout: A [r, d_in] and B [d_out, r], row-major.
+pub trait FactorSource {
+    /// The factors for linear layer `module`, or `None` to leave it without an adapter.
+    fn factors(
+        &mut self,
+        module: &str,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<Option<Factors>, String>;
+}
+
+#[derive(Clone)]
+pub struct Factors {
+    pub rank: usize,
+    pub a: Vec<f32>,
+    pub b: Vec<f32>,
+    pub scale: f64,
+}
+
+/// Fresh adapters on the chosen modules with PEFT's initialisation: A uniform in
+/// ±1/sqrt(d_in) (kaiming-uniform with a = sqrt(5)), B zero. Drawn on the host from `seed`,
+/// so every backend starts from the same adapters.
+pub struct FreshFactors {
+    pub modules: BTreeSet<String>,
+    pub config: LoraConfig,
+    rng: StdRng,
+}
+
+impl FreshFactors {
+    pub fn new(config: &LoraConfig, model: &ModelConfig, seed: u64) -> Result<Self, String> {
+        Ok(FreshFactors {
+            modules: config.modules(model)?,
+            config: config.clone(),
+            rng: StdRng::seed_from_u64(seed ^ 0x4c6f_5241),
+        })
+    }
+}
+
+impl FactorSource for FreshFactors {
+    fn factors(&mut self, module: &str, d_in: usize, d_out: usize) -> Result<Option<Factors>, String> {
+        if !self.modules.contains(module) {
+            return Ok(None);
+        }
+        let r = self.config.r;
+        let bound = 1.0 / (d_in as f32).sqrt();
+        let uniform = Uniform::new(-bound, bound).map_err(|e| e.to_string())?;
+        Ok(Some(Factors {
+            rank: r,
+            a: (0..r * d_in).map(|_| uniform.sample(&mut self.rng)).collect(),
+            b: vec![0.0; d_out * r],
+            scale: self.config.scale(),
+        }))
+    }
+}
+
+/// `model` with adapters from `source` on its linear layers and every base weight frozen.
+pub fn attach(model: CausalLm, source: &mut dyn FactorSource) -> Result<CausalLm, String> {
+    let mut attach = Attach {
+        source,
+        error: None,
+    };
+    let model = model.apply_reparameterization(&mut attach);
+    match attach.error {
+        Some(error) => Err(error),
+        None => Ok(model),
+    }
+}
+
+struct Attach<'a> {
+    source: &'a mut dyn FactorSource,
+    error: Option<String>,
+}
+
+impl Reparameterizer for &mut Attach<'_> {
+    type Reparam = LoraAdapter;
+
+    fn reparameterize<const D: usize>(
+        &mut self,
+        path: &str,
+        param: Param<Tensor<D>>,
+    ) -> (Param<Tensor<D>>, Option<LoraAdapter>) {
+        let param = param.set_require_grad(false);
+        let parts: Vec<String> = path.split('.').map(String::from).collect();
+        let name = super::checkpoint_name(&parts);
+        let layout = match parts.first().map(String::as_str) {
+            Some("Gpt2") => Layout::InOut,
+            _ => Layout::OutIn,
+        };
+        let shape = param.lazy_shape().dims::<D>().to_vec();
+        let (Some(module), [rows, cols], None) =
+            (name.strip_suffix(".weight"), &shape[..], &self.error)
+        else {
+            return (param, None);
+        };
+        if NOT_LINEAR.contains(&module.rsplit('.').next().unwrap_or_default()) {
+            return (param, None);
+        }
+        let (d_in, d_out) = layout.in_out(*rows, *cols);
+        let factors = match self.source.factors(module, d_in, d_out) {
+            Ok(Some(factors)) => factors,
+            Ok(None) => return (param, None),
+            Err(error) => {
+                self.error = Some(error);
+                return (param, None);
+            }
+        };
+        let device = param.lazy_device();
+        let r = factors.rank;
+        // PEFT's A [r, d_in] and B [d_out, r] as burn's a, b with a·b in the stored layout.
+        let (a, b) = match layout {
+            Layout::OutIn => ((factors.b, [d_out, r]), (factors.a, [r, d_in])),
+            Layout::InOut => (
+                (transpose(&factors.a, r, d_in), [d_in, r]),
+                (transpose(&factors.b, d_out, r), [r, d_out]),
+            ),
+        };
+        let factor = |(values, shape): (Vec<f32>, [usize; 2]), part: &str| {
+            let tensor = Tensor::<2>::from_data(TensorData::new(values, shape), &device);
+            let tensor = match device.is_autodiff() {
+                true => tensor.require_grad(),
+                false => tensor,
+            };
+            Param::initialized(weights::param_id(&format!("{name}.lora.{part}")), tensor)
+        };
+        let adapter = LoraAdapter {
+            a: factor(a, "a"),
+            b: factor(b, "b"),
+            scale: factors.scale,
+        };
+        (param, Some(adapter))
+    }
+}
+
+/// A row-major [rows, cols] matrix transposed.
+pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..cols)
+        .flat_map(|c| (0..rows).map(move |r| values[r * cols + c]))
+        .collect()
+}
+
+/// A model's adapters in PEFT's layout and names (`base_model.model.<module>.lora_A.weight`,
+/// A [r, d_in]; `.lora_B.weight`, B [d_out, r]), still on the device.
+pub fn peft_tensors(model: &CausalLm) -> Vec<NamedTensor> {
+    let layout = match model {
+        CausalLm::Gpt2(_) => Layout::InOut,
+        CausalLm::Llama(_) => Layout::OutIn,
+    };
+    weights::named_tensors(model)
+        .into_iter()
+        .filter_map(|t| {
+            let (module, part) = t.name.rsplit_once(".weight.lora.")?;
+            let (rows, cols) = (t.shape[0], t.shape[1]);
+            let transpose = layout == Layout::InOut;
+            // burn's a is PEFT's B (OutIn) or Aᵀ (InOut); b is A or Bᵀ.
+            let peft = match (part, layout) {
+                ("a", Layout::OutIn) | ("b", Layout::InOut) => "lora_B",
+                _ => "lora_A",
+            };
+            let (shape, tensor) = match transpose {
+                true => {
+                    let flat = t.tensor.reshape([rows, cols]).transpose().reshape([rows * cols]);
+                    (vec![cols, rows], flat)
+                }
+                false => (t.shape, t.tensor),
+            };
+            Some(NamedTensor {
+                name: format!("base_model.model.{module}.{peft}.weight"),
+                shape,
+                tensor,
+            })
+        })
+        .collect()
+}
+
+/// The parameters in adapters (0 without) and in all.
+pub fn param_counts(model: &CausalLm) -> (usize, usize) {
+    let shapes = weights::param_shapes(model);
+    let size = |shape: &Vec<usize>| shape.iter().product::<usize>();
+    let adapters = shapes.iter().filter(|(name, _)| name.contains(".lora."));
+    (adapters.map(|(_, s)| size(s)).sum(), shapes.iter().map(|(_, s)| size(s)).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Int, Tolerance};
+
+    use super::*;
+    use crate::model::{LlamaConfig, Preset};
+
+    fn gpt2() -> ModelConfig {
+        ModelConfig::Gpt2(Preset::Micro.config(Some(64)))
+    }
+
+    fn llama() -> ModelConfig {
+        let config: LlamaConfig = serde_json::from_value(serde_json::json!({
+            "vocab_size": 64, "hidden_size": 32, "intermediate_size": 48,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        }))
+        .unwrap();
+        ModelConfig::Llama(config)
+    }
+
+    /// Non-zero factors on every linear layer, so that the adapters change the output.
+    struct Random(StdRng);
+
+    impl FactorSource for Random {
+        fn factors(&mut self, _: &str, d_in: usize, d_out: usize) -> Result<Option<Factors>, String> {
+            let uniform = Uniform::new(-0.3f32, 0.3).unwrap();
+            let mut draw = |n: usize| (0..n).map(|_| uniform.sample(&mut self.0)).collect();
+            Ok(Some(Factors {
+                rank: 3,
+                a: draw(3 * d_in),
+                b: draw(d_out * 3),
+                scale: 0.5,
+            }))
+        }
+    }
+
+    fn ids(device: &Device) -> Tensor<2, Int> {
+        Tensor::from_data(TensorData::new(vec![1i64, 5, 7, 3, 9, 2], [2, 3]), device)
+    }
+
+    #[test]
+    fn the_low_rank_path_equals_the_merged_weights_and_off_is_the_base() {
+        for config in [gpt2(), llama()] {
+            let device = Device::flex();
+            let base = config.random_weights(1, &device);
+            let adapted = attach(base.clone(), &mut Random(StdRng::seed_from_u64(2))).unwrap();
+            let with = adapted.hidden(ids(&device));
+            let merged = adapted.merged().hidden(ids(&device));
+            with.clone()
+                .into_data()
+                .assert_approx_eq::<f32>(&merged.into_data(), Tolerance::absolute(1e-4));
+            let off = adapted.clone().with_adapters(false).hidden(ids(&device));
+            off.clone()
+                .into_data()
+                .assert_eq(&base.hidden(ids(&device)).into_data(), true);
+            let change = (with - off).abs().max().into_scalar::<f32>();
+            assert!(change > 1e-3, "{}: the adapters changed nothing", config.family());
+        }
+    }
+
+    #[test]
+    fn only_the_adapters_get_gradients() {
+        for config in [gpt2(), llama()] {
+            let device = Device::flex().autodiff();
+            let lora = LoraConfig {
+                targets: vec!["all-linear".into()],
+                ..LoraConfig::default()
+            };
+            let modules = lora.modules(&config).unwrap();
+            let mut fresh = FreshFactors::new(&lora, &config, 7).unwrap();
+            let model = attach(config.random_weights(1, &device), &mut fresh).unwrap();
+            // Both factors of every adapted layer get a gradient (A's is zero while B is);
+            // no base weight does.
+            let loss = model.hidden(ids(&device)).sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            assert_eq!(grads.len(), 2 * modules.len(), "{}", config.family());
+            let (adapters, _) = param_counts(&model);
+            let r = lora.r;
+            let expected: usize = linear_layers(&config)
+                .iter()
+                .map(|(_, d_in, d_out)| r * (d_in + d_out))
+                .sum();
+            assert_eq!(adapters, expected);
+        }
+    }
+
+    #[test]
+    fn targets_follow_peft_naming() {
+        let names = |targets: &[&str], config: &ModelConfig| {
+            let lora = LoraConfig {
+                targets: targets.iter().map(|t| t.to_string()).collect(),
+                ..LoraConfig::default()
+            };
+            lora.modules(config)
+        };
+        let gpt2 = gpt2();
+        let default = names(&[], &gpt2).unwrap();
+        assert_eq!(
+            default.into_iter().collect::<Vec<_>>(),
+            ["transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"]
+        );
+        // A longer suffix picks the attention's c_proj, not the MLP's.
+        let attn_proj = names(&["attn.c_proj"], &gpt2).unwrap();
+        assert!(attn_proj.iter().all(|m| m.ends_with("attn.c_proj")) && attn_proj.len() == 2);
+        assert_eq!(names(&["all-linear"], &gpt2).unwrap().len(), 8);
+        let all = names(&["all-linear"], &llama()).unwrap();
+        assert_eq!(all.len(), 14);
+        assert!(all.iter().all(|m| !m.contains("lm_head") && !m.contains("embed")));
+        let error = names(&["q_proj"], &gpt2).unwrap_err();
+        assert!(error.contains("field `lora.targets`: `q_proj`"), "{error}");
+        assert!(error.contains("c_attn, c_fc, c_proj"), "{error}");
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let bad = |lora: LoraConfig| lora.validate().unwrap_err();
+        assert!(bad(LoraConfig { r: 0, ..LoraConfig::default() }).contains("field `lora.r`"));
+        let alpha = LoraConfig { alpha: -1.0, ..LoraConfig::default() };
+        assert!(bad(alpha).contains("field `lora.alpha`"));
+        let dropout = LoraConfig { dropout: 1.0, ..LoraConfig::default() };
+        assert!(bad(dropout).contains("field `lora.dropout`"));
+    }
+
+    #[test]
+    fn transpose_swaps_rows_and_columns() {
+        assert_eq!(transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3), [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    }
+}
