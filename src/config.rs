@@ -25,10 +25,8 @@ pub struct TrainConfig {
     pub max_length: usize,
     /// Peak learning rate of the SFT phase.
     pub sft_lr: f64,
-    /// Peak learning rate of the DPO phase. Default: 1e-4, or 1e-3 when training adapters
-    /// (their low-rank update starts at zero and needs larger steps).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lr: Option<f64>,
+    /// Peak learning rate of the DPO phase.
+    pub lr: f64,
     /// Linear warmup steps at the start of each phase.
     pub warmup_steps: usize,
     /// AdamW's decoupled weight decay (PyTorch's default 0.01).
@@ -58,7 +56,7 @@ impl Default for TrainConfig {
             grad_accum: 1,
             max_length: 128,
             sft_lr: 1e-3,
-            lr: None,
+            lr: 1e-4,
             warmup_steps: 10,
             weight_decay: 0.01,
             max_grad_norm: 1.0,
@@ -71,15 +69,6 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// The DPO phase's peak learning rate: `lr`, or its default for the kind of run.
-    pub fn dpo_lr(&self) -> f64 {
-        let default = match self.lora {
-            Some(_) => 1e-3,
-            None => 1e-4,
-        };
-        self.lr.unwrap_or(default)
-    }
-
     /// Checks every field; the message names the offending one.
     pub fn validate(&self) -> Result<(), String> {
         if self.batch == 0 {
@@ -94,7 +83,7 @@ impl TrainConfig {
         if self.max_length < 2 {
             return Err("field `max_length`: must be at least 2".into());
         }
-        for (name, value) in [("sft_lr", self.sft_lr), ("lr", self.dpo_lr())] {
+        for (name, value) in [("sft_lr", self.sft_lr), ("lr", self.lr)] {
             if !(value.is_finite() && value >= 0.0) {
                 return Err(format!(
                     "field `{name}`: must be a finite, non-negative number"

@@ -31,9 +31,17 @@ fn eval_json(args: &[&str]) -> Value {
 /// `dpo eval --model BASE --adapter DIR` (the base is the default reference) for every loss
 /// type TRL was run with, against TRL's numbers for the PEFT model.
 fn eval_matches_trl(family: &str) {
-    let (base, adapter) = (fixtures().join(family), fixtures().join(format!("{family}-lora")));
+    let (base, adapter) = (
+        fixtures().join(family),
+        fixtures().join(format!("{family}-lora")),
+    );
     let expected = &common::fixture_json("expected_lora.json")[family];
-    let args = ["--model", base.to_str().unwrap(), "--adapter", adapter.to_str().unwrap()];
+    let args = [
+        "--model",
+        base.to_str().unwrap(),
+        "--adapter",
+        adapter.to_str().unwrap(),
+    ];
     let failures = common::eval_against_trl(expected, &args);
     assert!(failures.is_empty(), "{family}:\n{}", failures.join("\n"));
 }
@@ -126,7 +134,10 @@ fn adapter_runs_on_a_model_folder_merge_and_resume() {
     };
     let whole = dir.join("whole");
     let stderr = train(&whole, &args(4));
-    assert!(stderr.contains("LoRA r 4 alpha 8 on all-linear: training"), "{stderr}");
+    assert!(
+        stderr.contains("LoRA r 4 alpha 8 on all-linear: training"),
+        "{stderr}"
+    );
     for folder in ["sft", "final", "checkpoints/step-000006"] {
         let config = whole.join(folder).join("adapter_config.json");
         assert!(config.exists(), "{} missing", config.display());
@@ -150,15 +161,28 @@ fn adapter_runs_on_a_model_folder_merge_and_resume() {
         &data_arg,
     ]);
     for metric in METRICS {
-        let (a, b) = (adapter[metric].as_f64().unwrap(), merged[metric].as_f64().unwrap());
-        assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-2), "{metric}: {a} vs merged {b}");
+        let (a, b) = (
+            adapter[metric].as_f64().unwrap(),
+            merged[metric].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs().max(1e-2),
+            "{metric}: {a} vs merged {b}"
+        );
     }
-    assert!(adapter["rewards/margins"].as_f64().unwrap().abs() > 1e-4, "{adapter}");
+    assert!(
+        adapter["rewards/margins"].as_f64().unwrap().abs() > 1e-4,
+        "{adapter}"
+    );
 
     let cut = dir.join("cut");
     train(&cut, &args(1));
     train(&cut, &args(4));
-    assert_eq!(metrics(&whole), metrics(&cut), "metrics differ after resuming");
+    assert_eq!(
+        metrics(&whole),
+        metrics(&cut),
+        "metrics differ after resuming"
+    );
     let weights = |run: &Path| std::fs::read(run.join("final/adapter_model.safetensors")).unwrap();
     assert!(weights(&whole) == weights(&cut), "final adapters differ");
     std::fs::remove_dir_all(dir).unwrap();
@@ -178,13 +202,23 @@ fn adapter_runs_on_a_fresh_model_put_adapters_on_the_sft_model_and_resume() {
     };
     let whole = dir.join("whole");
     let stderr = train(&whole, &args(4));
-    assert!(stderr.contains("every weight in SFT, then adapters"), "{stderr}");
-    assert!(whole.join("sft/model.safetensors").exists(), "the SFT model is a full model");
+    assert!(
+        stderr.contains("every weight in SFT, then adapters"),
+        "{stderr}"
+    );
+    assert!(
+        whole.join("sft/model.safetensors").exists(),
+        "the SFT model is a full model"
+    );
     assert!(whole.join("final/adapter_model.safetensors").exists());
     let cut = dir.join("cut");
     train(&cut, &args(2));
     train(&cut, &args(4));
-    assert_eq!(metrics(&whole), metrics(&cut), "metrics differ after resuming");
+    assert_eq!(
+        metrics(&whole),
+        metrics(&cut),
+        "metrics differ after resuming"
+    );
     // The adapter evaluates on its base, the SFT model.
     let metrics = eval_json(&[
         "--model",
@@ -214,11 +248,17 @@ fn a_loaded_adapter_is_its_own_reference() {
             path(&fixtures().join("pairs.jsonl")),
         );
         let stderr = train(&run, &args);
-        assert!(stderr.contains("LoRA r 4 alpha 8 on c_attn, c_fc, c_proj"), "{stderr}");
+        assert!(
+            stderr.contains("LoRA r 4 alpha 8 on c_attn, c_fc, c_proj"),
+            "{stderr}"
+        );
         let first: Value = serde_json::from_str(metrics(&run).lines().next().unwrap()).unwrap();
         // Precomputed log-probs come from other batches (other padding): equal to rounding.
         for reward in ["rewards/chosen", "rewards/rejected"] {
-            assert!(first[reward].as_f64().unwrap().abs() < 1e-5, "{name}: {first}");
+            assert!(
+                first[reward].as_f64().unwrap().abs() < 1e-5,
+                "{name}: {first}"
+            );
         }
         assert!(run.join("final/adapter_config.json").exists());
     }

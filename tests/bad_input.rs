@@ -225,7 +225,10 @@ fn generate(builder: &str, folders: &Folders) {
             let files = burn::tensor::read_sync(export).unwrap();
             let dir = folders.case.join("adapter");
             Saved::Adapter(files).write_dir(&dir, &[]).unwrap();
-            patch_json(&dir.join("adapter_config.json"), &folders.case.join("adapter-patch.json"));
+            patch_json(
+                &dir.join("adapter_config.json"),
+                &folders.case.join("adapter-patch.json"),
+            );
         }
         "out-run" => {
             // A run folder of the same command line, as far as the settings go.

@@ -15,9 +15,17 @@ fn eval_matches_trl(family: &str) {
     let dir = common::hf_fixtures();
     let (model, reference) = (dir.join(family), dir.join(format!("{family}-ref")));
     let expected = &common::fixture_json("expected.json")[family];
-    let args = ["--model", model.to_str().unwrap(), "--ref", reference.to_str().unwrap()];
+    let args = [
+        "--model",
+        model.to_str().unwrap(),
+        "--ref",
+        reference.to_str().unwrap(),
+    ];
     let failures = common::eval_against_trl(expected, &args);
-    assert!(expected.as_object().unwrap().len() >= 11, "expected.json covers every loss type");
+    assert!(
+        expected.as_object().unwrap().len() >= 11,
+        "expected.json covers every loss type"
+    );
     assert!(failures.is_empty(), "{family}:\n{}", failures.join("\n"));
 }
 

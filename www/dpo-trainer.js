@@ -20,11 +20,10 @@
 //   steps       DPO steps (default 60); sft-steps: SFT steps before them (default 40)
 //   beta        the loss's β (default 0.1); the β field starts from it
 //   loss, lr, sft-lr, batch, seed, max-length, warmup-steps, eval-limit, backend (auto, webgpu,
-//               cpu): as on the full page. Defaults: batch 8, max-length 64, eval-limit 64; lr:
-//               the library's (1e-4, or 1e-3 with LoRA)
+//               cpu): as on the full page. Defaults: batch 8, max-length 64, eval-limit 64
 //   lora-r      train rank-r LoRA adapters for DPO instead of every weight (default 0: off);
 //               lora-alpha (default 8) and lora-targets (comma-separated layer names, or
-//               all-linear; default: the family's usual) as on the full page
+//               all-linear, the default) as on the full page
 //   charts      the plots, space-separated among loss, rewards, margins, accuracy, histogram.
 //               Default: "rewards margins"
 //   autostart   present: train as soon as the data is checked

@@ -3,11 +3,11 @@
 // <dpo-trainer> send exactly the same thing for the same settings.
 
 // TrainConfig's defaults, with fewer steps so that a run fits in a tab's session. A blank
-// default is left out of the message: the library picks it (lr: 1e-4, or 1e-3 with LoRA
-// adapters; lora_alpha: 8; lora_targets: the family's usual layers). lora_r 0: no adapters.
+// default is left out of the message: the library picks it (lora_alpha: 8; lora_targets:
+// all-linear). lora_r 0: no adapters.
 export const defaults = {
   preset: 'tiny', backend: 'auto', sft_steps: 200, steps: 100, loss: 'sigmoid', beta: 0.1,
-  lr: '', batch: 16, seed: 42, sft_lr: 1e-3, max_length: 128, warmup_steps: 10, gen_tokens: 24,
+  lr: 1e-4, batch: 16, seed: 42, sft_lr: 1e-3, max_length: 128, warmup_steps: 10, gen_tokens: 24,
   eval_limit: 0, lora_r: 0, lora_alpha: '', lora_targets: '',
 };
 const textFields = new Set(['preset', 'backend', 'loss', 'lora_targets']);
@@ -38,7 +38,8 @@ export function startMessage(raw, { base = defaults, prompts = 4 } = {}) {
   if (rank > 0) {
     const targets = (value('lora_targets') ?? '').split(',').map((t) => t.trim()).filter(Boolean);
     const alpha = value('lora_alpha');
-    settings.lora = alpha === undefined ? { r: rank, targets } : { r: rank, alpha, targets };
+    // Left out, alpha and targets take the library's defaults (8; all-linear).
+    settings.lora = { r: rank, ...(alpha === undefined ? {} : { alpha }), ...(targets.length ? { targets } : {}) };
   }
   // The run's report (the library's `Report`): eval_limit 0 evaluates every held-out pair.
   const report = { prompts, max_new_tokens: value('gen_tokens'), eval_pairs: value('eval_limit') || null };

@@ -10,8 +10,8 @@
 //    eval_pairs}, model?:{'config.json': Uint8Array, 'model.safetensors', 'tokenizer.json',
 //    'tokenizer_config.json'?}}
 //       settings: a partial TrainConfig (preset, seed, sft_steps, steps, batch, lr, sft_lr,
-//       max_length, warmup_steps, loss:{loss_type:[..], beta}, lora?:{r, alpha?, targets});
-//       unknown fields are an error; a missing lr is the library's default (1e-3 with lora).
+//       max_length, warmup_steps, loss:{loss_type:[..], beta}, lora?:{r, alpha?, targets?});
+//       unknown fields are an error.
 //       lora: train LoRA adapters (a fresh preset model: on the SFT model, for DPO only)
 //       report: held-out prompts sampled before and after DPO, and how many held-out pairs
 //       are evaluated at the end (null: all); without a held-out file the library holds out

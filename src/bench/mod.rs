@@ -142,7 +142,7 @@ pub enum Mode {
     /// Every weight trains; the reference log-probs are computed once before the first step,
     /// and only the policy stays in memory.
     Precomputed,
-    /// LoRA adapters (rank 16, alpha 32, PEFT's default layers) train; the reference is the
+    /// LoRA adapters (rank 16, alpha 32, every linear layer) train; the reference is the
     /// same weights with the adapters off.
     Adapters,
 }
@@ -152,7 +152,10 @@ impl Mode {
     const ALL: [Mode; 3] = [Mode::TwoModel, Mode::Precomputed, Mode::Adapters];
 
     pub fn name(self) -> &'static str {
-        Self::NAMES[Self::ALL.iter().position(|m| *m == self).expect("every mode is listed")]
+        Self::NAMES[Self::ALL
+            .iter()
+            .position(|m| *m == self)
+            .expect("every mode is listed")]
     }
 
     pub fn parse(name: &str) -> Option<Mode> {

@@ -10,7 +10,6 @@ pub mod hf;
 pub mod json;
 pub mod peft;
 
-
 use hf::ModelFiles;
 use peft::AdapterFiles;
 
@@ -62,7 +61,11 @@ impl Saved {
     }
 
     /// Writes the folder atomically, with `extra` files beside.
-    pub fn write_dir(&self, dir: &std::path::Path, extra: &[(&str, &[u8])]) -> Result<(), crate::Error> {
+    pub fn write_dir(
+        &self,
+        dir: &std::path::Path,
+        extra: &[(&str, &[u8])],
+    ) -> Result<(), crate::Error> {
         let mut all = self.files();
         all.extend_from_slice(extra);
         atomic::write_dir(dir, &all)

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::hf::{readable, safetensors_bytes, to_f32};
 use super::json;
 use crate::Error;
-use crate::model::lora::{self, FactorSource, Factors, LoraConfig};
+use crate::model::lora::{self, ALL_LINEAR, FactorSource, Factors, LoraConfig};
 use crate::model::{CausalLm, ModelConfig};
 
 pub const ADAPTER_CONFIG: &str = "adapter_config.json";
@@ -85,12 +85,15 @@ pub struct Adapter {
 /// for another base model (a layer this model lacks, or a shape that differs).
 pub fn read(files: &AdapterFiles, source: &str, model: &ModelConfig) -> Result<Adapter, Error> {
     let bad = |file: &str, message: String| Error::Input(format!("{source}/{file}: {message}"));
-    let config: PeftConfig =
-        json::from_slice(&files.config).map_err(|e| bad(ADAPTER_CONFIG, e))?;
-    let lora = lora_settings(&config, model).map_err(|e| bad(ADAPTER_CONFIG, e))?;
+    let config: PeftConfig = json::from_slice(&files.config).map_err(|e| bad(ADAPTER_CONFIG, e))?;
+    let mut lora = lora_settings(&config, model).map_err(|e| bad(ADAPTER_CONFIG, e))?;
     super::header::check(&files.weights).map_err(|e| bad(ADAPTER_WEIGHTS, e))?;
-    let tensors = SafeTensors::deserialize(&files.weights)
-        .map_err(|e| bad(ADAPTER_WEIGHTS, format!("not a valid safetensors file: {e}")))?;
+    let tensors = SafeTensors::deserialize(&files.weights).map_err(|e| {
+        bad(
+            ADAPTER_WEIGHTS,
+            format!("not a valid safetensors file: {e}"),
+        )
+    })?;
     let layers: BTreeMap<String, (usize, usize)> = lora::linear_layers(model)
         .into_iter()
         .map(|(name, d_in, d_out)| (name, (d_in, d_out)))
@@ -100,7 +103,8 @@ pub fn read(files: &AdapterFiles, source: &str, model: &ModelConfig) -> Result<A
     // In name order, so that the first problem reported is the same every time.
     views.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, view) in views {
-        let tensor_error = |message: String| bad(ADAPTER_WEIGHTS, format!("tensor `{name}`: {message}"));
+        let tensor_error =
+            |message: String| bad(ADAPTER_WEIGHTS, format!("tensor `{name}`: {message}"));
         let (module, half) = name
             .strip_prefix("base_model.model.")
             .and_then(|rest| {
@@ -156,6 +160,14 @@ pub fn read(files: &AdapterFiles, source: &str, model: &ModelConfig) -> Result<A
     if factors.is_empty() {
         return Err(bad(ADAPTER_WEIGHTS, "holds no LoRA factors".into()));
     }
+    if config.target_modules.as_ref().is_none_or(|t| t.is_null()) {
+        // No targets named: the layers the factors are for, by their last names.
+        let names: std::collections::BTreeSet<&str> = factors
+            .keys()
+            .filter_map(|m| m.rsplit('.').next())
+            .collect();
+        lora.targets = names.into_iter().map(String::from).collect();
+    }
     Ok(Adapter {
         lora,
         base: config.base_model_name_or_path,
@@ -180,9 +192,18 @@ fn lora_settings(config: &PeftConfig, model: &ModelConfig) -> Result<LoraConfig,
         ("exclude_modules", nonempty(&config.exclude_modules)),
         ("lora_bias", config.lora_bias),
         ("target_parameters", nonempty(&config.target_parameters)),
-        ("trainable_token_indices", nonempty(&config.trainable_token_indices)),
-        ("rank_pattern", config.rank_pattern.as_ref().is_some_and(|p| !p.is_empty())),
-        ("alpha_pattern", config.alpha_pattern.as_ref().is_some_and(|p| !p.is_empty())),
+        (
+            "trainable_token_indices",
+            nonempty(&config.trainable_token_indices),
+        ),
+        (
+            "rank_pattern",
+            config.rank_pattern.as_ref().is_some_and(|p| !p.is_empty()),
+        ),
+        (
+            "alpha_pattern",
+            config.alpha_pattern.as_ref().is_some_and(|p| !p.is_empty()),
+        ),
     ];
     if let Some((field, _)) = unsupported.iter().find(|(_, used)| *used) {
         return Err(format!(
@@ -191,8 +212,9 @@ fn lora_settings(config: &PeftConfig, model: &ModelConfig) -> Result<LoraConfig,
         ));
     }
     let targets = match &config.target_modules {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::String(all)) if all == "all-linear" => vec![all.clone()],
+        // Checked as all-linear; `read` then names the layers the factors are for.
+        None | Some(serde_json::Value::Null) => vec![ALL_LINEAR.to_string()],
+        Some(serde_json::Value::String(all)) if all == ALL_LINEAR => vec![all.clone()],
         Some(serde_json::Value::Array(items)) => items
             .iter()
             .map(|t| t.as_str().map(String::from))
@@ -212,10 +234,21 @@ fn lora_settings(config: &PeftConfig, model: &ModelConfig) -> Result<LoraConfig,
         dropout: config.lora_dropout,
         targets,
     };
-    let field = |e: String| e.replace("field `lora.r`", "field `r`").replace("field `lora.alpha`", "field `lora_alpha`")
-        .replace("field `lora.dropout`", "field `lora_dropout`").replace("field `lora.targets`", "field `target_modules`");
-    lora.validate().map_err(field)?;
-    lora.modules(model).map_err(field)?;
+    // Our checks name our fields; this file names them as PEFT does.
+    let peft_names = |message: String| {
+        [
+            ("lora.r", "r"),
+            ("lora.alpha", "lora_alpha"),
+            ("lora.dropout", "lora_dropout"),
+            ("lora.targets", "target_modules"),
+        ]
+        .iter()
+        .fold(message, |m, (ours, theirs)| {
+            m.replace(&format!("field `{ours}`"), &format!("field `{theirs}`"))
+        })
+    };
+    lora.validate().map_err(peft_names)?;
+    lora.modules(model).map_err(peft_names)?;
     Ok(lora)
 }
 

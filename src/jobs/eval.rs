@@ -26,7 +26,10 @@ struct Stack {
 }
 
 impl Stack {
-    fn read(model: &Path, adapter: Option<&Path>) -> Result<(crate::model::ModelInfo, Stack), Error> {
+    fn read(
+        model: &Path,
+        adapter: Option<&Path>,
+    ) -> Result<(crate::model::ModelInfo, Stack), Error> {
         let (info, model) = read_model(model)?;
         let adapter = adapter
             .map(|dir| read_adapter(dir, &info.config))
@@ -35,7 +38,10 @@ impl Stack {
     }
 
     /// The base model, and the model with the adapter (the same weights, shared).
-    fn load(&self, device: &Device) -> Result<(crate::model::ModelInfo, CausalLm, CausalLm), Error> {
+    fn load(
+        &self,
+        device: &Device,
+    ) -> Result<(crate::model::ModelInfo, CausalLm, CausalLm), Error> {
         let (info, base) = hf::load(&self.model.1, &self.model.0, device)?;
         let model = match &self.adapter {
             Some(adapter) => attach(base.clone(), &mut adapter.clone())?,

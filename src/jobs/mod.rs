@@ -175,7 +175,7 @@ pub fn train(
             "LoRA r {} alpha {} on {}: training {what}",
             lora.r,
             lora.alpha,
-            lora.target_names(&run.info().config).join(", ")
+            lora.targets.join(", ")
         ));
     }
 

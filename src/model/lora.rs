@@ -17,8 +17,8 @@ use std::collections::BTreeSet;
 
 use burn::module::{LoraAdapter, Module, Param, Reparameterizer};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 use rand_distr::{Distribution as _, Uniform};
 use serde::{Deserialize, Serialize};
 
@@ -37,8 +37,8 @@ pub struct LoraConfig {
     /// Dropout on the adapters' input while training.
     pub dropout: f64,
     /// Layers to adapt, by module name or its last parts (`q_proj`, `attn.c_proj`), or
-    /// `all-linear` (every linear layer but the output head). Empty: PEFT's default for the
-    /// family (`c_attn` for GPT-2, `q_proj`, `v_proj` for Llama).
+    /// `all-linear`, every linear layer but the output head (the default, as QLoRA found
+    /// needed to match full fine-tuning; PEFT's own default is the attention's projections).
     pub targets: Vec<String>,
 }
 
@@ -48,10 +48,13 @@ impl Default for LoraConfig {
             r: 8,
             alpha: 8.0,
             dropout: 0.0,
-            targets: Vec::new(),
+            targets: vec![ALL_LINEAR.into()],
         }
     }
 }
+
+/// The target that stands for every linear layer, as PEFT spells it.
+pub const ALL_LINEAR: &str = "all-linear";
 
 /// Layers that are 2-D weights but not linear layers PEFT adapts: embeddings and the head.
 const NOT_LINEAR: [&str; 4] = ["wte", "wpe", "embed_tokens", "lm_head"];
@@ -67,6 +70,9 @@ impl LoraConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err("field `lora.dropout`: must be at least 0 and below 1".into());
         }
+        if self.targets.is_empty() {
+            return Err("field `lora.targets`: names no layer (layer names, or all-linear)".into());
+        }
         if self.targets.iter().any(|t| t.trim().is_empty()) {
             return Err("field `lora.targets`: a target is empty".into());
         }
@@ -77,20 +83,11 @@ impl LoraConfig {
         self.alpha / self.r as f64
     }
 
-    /// The targets as given, or the family's default spelled out.
-    pub fn target_names(&self, config: &ModelConfig) -> Vec<String> {
-        match self.targets.is_empty() {
-            true => default_targets(config).iter().map(|s| s.to_string()).collect(),
-            false => self.targets.clone(),
-        }
-    }
-
     /// The targets as PEFT saves them in `adapter_config.json`: `all-linear` expanded to the
     /// layer names it stands for (PEFT refuses it in a saved file), others as given.
     pub fn peft_targets(&self, config: &ModelConfig) -> Vec<String> {
-        let targets = self.target_names(config);
-        if !targets.iter().any(|t| t == "all-linear") {
-            return targets;
+        if !self.targets.iter().any(|t| t == ALL_LINEAR) {
+            return self.targets.clone();
         }
         let names: BTreeSet<String> = linear_layers(config)
             .into_iter()
@@ -103,18 +100,15 @@ impl LoraConfig {
     /// A target that matches no layer is refused with the names the model has.
     pub fn modules(&self, config: &ModelConfig) -> Result<BTreeSet<String>, String> {
         let layers: Vec<String> = linear_layers(config).into_iter().map(|l| l.0).collect();
-        let targets = self.target_names(config);
-        if targets.iter().any(|t| t == "all-linear") {
+        if self.targets.iter().any(|t| t == ALL_LINEAR) {
             return Ok(layers.into_iter().collect());
         }
         let mut chosen = BTreeSet::new();
-        for target in &targets {
+        for target in &self.targets {
             let matching: Vec<&String> = layers.iter().filter(|l| matches(l, target)).collect();
             if matching.is_empty() {
-                let kinds: BTreeSet<&str> = layers
-                    .iter()
-                    .filter_map(|l| l.rsplit('.').next())
-                    .collect();
+                let kinds: BTreeSet<&str> =
+                    layers.iter().filter_map(|l| l.rsplit('.').next()).collect();
                 return Err(format!(
                     "field `lora.targets`: `{target}` matches no linear layer of this {} model \
                      (its layers: {}, or all-linear)",
@@ -131,13 +125,6 @@ impl LoraConfig {
 /// PEFT's rule: a target names a module, or the module's last dot-separated parts.
 fn matches(module: &str, target: &str) -> bool {
     module == target || module.ends_with(&format!(".{target}"))
-}
-
-fn default_targets(config: &ModelConfig) -> &'static [&'static str] {
-    match config {
-        ModelConfig::Gpt2(_) => &["c_attn"],
-        ModelConfig::Llama(_) => &["q_proj", "v_proj"],
-    }
 }
 
 /// Every linear layer an adapter can go on: module name and (d_in, d_out).
@@ -282,7 +269,12 @@ impl FreshFactors {
 }
 
 impl FactorSource for FreshFactors {
-    fn factors(&mut self, module: &str, d_in: usize, d_out: usize) -> Result<Option<Factors>, String> {
+    fn factors(
+        &mut self,
+        module: &str,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<Option<Factors>, String> {
         if !self.modules.contains(module) {
             return Ok(None);
         }
@@ -291,7 +283,9 @@ impl FactorSource for FreshFactors {
         let uniform = Uniform::new(-bound, bound).map_err(|e| e.to_string())?;
         Ok(Some(Factors {
             rank: r,
-            a: (0..r * d_in).map(|_| uniform.sample(&mut self.rng)).collect(),
+            a: (0..r * d_in)
+                .map(|_| uniform.sample(&mut self.rng))
+                .collect(),
             b: vec![0.0; d_out * r],
             scale: self.config.scale(),
         }))
@@ -403,7 +397,11 @@ pub fn peft_tensors(model: &CausalLm) -> Vec<NamedTensor> {
             };
             let (shape, tensor) = match transpose {
                 true => {
-                    let flat = t.tensor.reshape([rows, cols]).transpose().reshape([rows * cols]);
+                    let flat = t
+                        .tensor
+                        .reshape([rows, cols])
+                        .transpose()
+                        .reshape([rows * cols]);
                     (vec![cols, rows], flat)
                 }
                 false => (t.shape, t.tensor),
@@ -422,7 +420,10 @@ pub fn param_counts(model: &CausalLm) -> (usize, usize) {
     let shapes = weights::param_shapes(model);
     let size = |shape: &Vec<usize>| shape.iter().product::<usize>();
     let adapters = shapes.iter().filter(|(name, _)| name.contains(".lora."));
-    (adapters.map(|(_, s)| size(s)).sum(), shapes.iter().map(|(_, s)| size(s)).sum())
+    (
+        adapters.map(|(_, s)| size(s)).sum(),
+        shapes.iter().map(|(_, s)| size(s)).sum(),
+    )
 }
 
 #[cfg(test)]
@@ -450,7 +451,12 @@ mod tests {
     struct Random(StdRng);
 
     impl FactorSource for Random {
-        fn factors(&mut self, _: &str, d_in: usize, d_out: usize) -> Result<Option<Factors>, String> {
+        fn factors(
+            &mut self,
+            _: &str,
+            d_in: usize,
+            d_out: usize,
+        ) -> Result<Option<Factors>, String> {
             let uniform = Uniform::new(-0.3f32, 0.3).unwrap();
             let mut draw = |n: usize| (0..n).map(|_| uniform.sample(&mut self.0)).collect();
             Ok(Some(Factors {
@@ -482,7 +488,11 @@ mod tests {
                 .into_data()
                 .assert_eq(&base.hidden(ids(&device)).into_data(), true);
             let change = (with - off).abs().max().into_scalar::<f32>();
-            assert!(change > 1e-3, "{}: the adapters changed nothing", config.family());
+            assert!(
+                change > 1e-3,
+                "{}: the adapters changed nothing",
+                config.family()
+            );
         }
     }
 
@@ -490,10 +500,7 @@ mod tests {
     fn only_the_adapters_get_gradients() {
         for config in [gpt2(), llama()] {
             let device = Device::flex().autodiff();
-            let lora = LoraConfig {
-                targets: vec!["all-linear".into()],
-                ..LoraConfig::default()
-            };
+            let lora = LoraConfig::default();
             let modules = lora.modules(&config).unwrap();
             let mut fresh = FreshFactors::new(&lora, &config, 7).unwrap();
             let model = attach(config.random_weights(1, &device), &mut fresh).unwrap();
@@ -522,18 +529,22 @@ mod tests {
             lora.modules(config)
         };
         let gpt2 = gpt2();
-        let default = names(&[], &gpt2).unwrap();
+        let attention = names(&["c_attn"], &gpt2).unwrap();
         assert_eq!(
-            default.into_iter().collect::<Vec<_>>(),
+            attention.into_iter().collect::<Vec<_>>(),
             ["transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"]
         );
+        assert_eq!(LoraConfig::default().modules(&gpt2).unwrap().len(), 8);
         // A longer suffix picks the attention's c_proj, not the MLP's.
         let attn_proj = names(&["attn.c_proj"], &gpt2).unwrap();
         assert!(attn_proj.iter().all(|m| m.ends_with("attn.c_proj")) && attn_proj.len() == 2);
         assert_eq!(names(&["all-linear"], &gpt2).unwrap().len(), 8);
         let all = names(&["all-linear"], &llama()).unwrap();
         assert_eq!(all.len(), 14);
-        assert!(all.iter().all(|m| !m.contains("lm_head") && !m.contains("embed")));
+        assert!(
+            all.iter()
+                .all(|m| !m.contains("lm_head") && !m.contains("embed"))
+        );
         let error = names(&["q_proj"], &gpt2).unwrap_err();
         assert!(error.contains("field `lora.targets`: `q_proj`"), "{error}");
         assert!(error.contains("c_attn, c_fc, c_proj"), "{error}");
@@ -542,15 +553,30 @@ mod tests {
     #[test]
     fn bad_settings_name_the_field() {
         let bad = |lora: LoraConfig| lora.validate().unwrap_err();
-        assert!(bad(LoraConfig { r: 0, ..LoraConfig::default() }).contains("field `lora.r`"));
-        let alpha = LoraConfig { alpha: -1.0, ..LoraConfig::default() };
+        assert!(
+            bad(LoraConfig {
+                r: 0,
+                ..LoraConfig::default()
+            })
+            .contains("field `lora.r`")
+        );
+        let alpha = LoraConfig {
+            alpha: -1.0,
+            ..LoraConfig::default()
+        };
         assert!(bad(alpha).contains("field `lora.alpha`"));
-        let dropout = LoraConfig { dropout: 1.0, ..LoraConfig::default() };
+        let dropout = LoraConfig {
+            dropout: 1.0,
+            ..LoraConfig::default()
+        };
         assert!(bad(dropout).contains("field `lora.dropout`"));
     }
 
     #[test]
     fn transpose_swaps_rows_and_columns() {
-        assert_eq!(transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3), [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+        assert_eq!(
+            transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3),
+            [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+        );
     }
 }

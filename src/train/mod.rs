@@ -153,7 +153,7 @@ impl Trainer {
             _ => (
                 self.step - self.config.sft_steps,
                 self.config.steps,
-                self.config.dpo_lr(),
+                self.config.lr,
             ),
         };
         let lr = optim::scheduled_lr(base_lr, phase_step, phase_total, self.config.warmup_steps);

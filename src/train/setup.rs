@@ -185,7 +185,10 @@ pub fn prepare(spec: RunSpec) -> Result<Prepared, Error> {
     let adapter = match adapter {
         Some((name, files)) => {
             let adapter = peft::read(&files, &name, &info.config)?;
-            let dropout = config.lora.as_ref().map_or(adapter.lora.dropout, |l| l.dropout);
+            let dropout = config
+                .lora
+                .as_ref()
+                .map_or(adapter.lora.dropout, |l| l.dropout);
             config.lora = Some(lora::LoraConfig {
                 dropout,
                 ..adapter.lora.clone()
@@ -291,8 +294,8 @@ impl Prepared {
     pub fn start(mut self, device: &Device, start: Start) -> Result<Run, Error> {
         self.config.precision.check(device).map_err(Error::Input)?;
         let autodiff = device.clone().autodiff();
-        let pretrained = matches!(start, Start::Weights(_))
-            || matches!(self.source, ModelSource::Folder { .. });
+        let pretrained =
+            matches!(start, Start::Weights(_)) || matches!(self.source, ModelSource::Folder { .. });
         let fresh_adapters = self.config.lora.is_some() && self.adapter.is_none();
         let base_name = match &self.source {
             ModelSource::Folder { name, .. } => name.clone(),
@@ -387,7 +390,12 @@ impl Prepared {
         Ok((policy, reference))
     }
 
-    fn load_adapter(&self, base: CausalLm, name: &str, files: &AdapterFiles) -> Result<CausalLm, Error> {
+    fn load_adapter(
+        &self,
+        base: CausalLm,
+        name: &str,
+        files: &AdapterFiles,
+    ) -> Result<CausalLm, Error> {
         let mut adapter = peft::read(files, name, &self.info.config)?;
         attach(base, &mut adapter)
     }

@@ -71,7 +71,6 @@ test('a new model: SFT trains every weight, DPO rank-4 adapters; the export hold
   const server = await serverUrl();
   const browser = await launch({ webgpu: false });
   try {
-    // No lr: LoRA's default (1e-3) applies.
     const setup = 'sample=sentiment&backend=cpu&preset=micro&sft_steps=5&steps=5&batch=4&max_length=48' +
       '&warmup_steps=1&gen_tokens=4&eval_limit=8&lora_r=4&autostart=1';
     const { page, consoleLines } = await openPage(browser, `${server.url}#${setup}`,
@@ -79,8 +78,6 @@ test('a new model: SFT trains every weight, DPO rank-4 adapters; the export hold
     const run = await waitForRun(page, 240_000);
     assert.equal(run.error, null, `the run failed: ${run.error}\n${consoleLines.join('\n')}`);
     assert.deepEqual(run.metrics.map((m) => m.phase), [...Array(5).fill('sft'), ...Array(5).fill('dpo')]);
-    const rate = run.metrics.find((m) => m.phase === 'dpo').lr;
-    assert.ok(Math.abs(rate - 1e-3) < 1e-9, `the first DPO step's rate ${rate} is not LoRA's default`);
     assert.ok(run.evaluation, 'no evaluation');
     const { trained, all } = run.parameters;
     assert.ok(trained > 0 && trained < all, `parameters ${trained} of ${all}`);
@@ -99,7 +96,7 @@ test('a new model: SFT trains every weight, DPO rank-4 adapters; the export hold
     const config = json(zip.files['dpo-adapter/adapter_config.json']);
     assert.equal(config.peft_type, 'LORA');
     assert.equal(config.r, 4);
-    assert.deepEqual(config.target_modules, ['c_attn'], 'GPT-2\'s default layers');
+    assert.deepEqual(config.target_modules, ['c_attn', 'c_fc', 'c_proj'], 'all-linear, as PEFT saves it');
     assert.equal(parameters(zip.files['dpo-adapter/adapter_model.safetensors']), trained);
     // The merged model is a plain GPT-2 folder: no adapter tensors.
     const merged = Object.keys(tensors(zip.files['dpo-model/model.safetensors']));

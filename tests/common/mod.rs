@@ -104,7 +104,9 @@ pub fn export_files(info: &ModelInfo, model: &CausalLm) -> hf::ModelFiles {
 /// Writes a fresh micro model folder (HF layout) to `dir`.
 pub fn write_model_folder(dir: &Path) {
     let (info, model) = fresh_model(Preset::Micro, &Device::flex());
-    Saved::Model(export_files(&info, &model)).write_dir(dir, &[]).unwrap();
+    Saved::Model(export_files(&info, &model))
+        .write_dir(dir, &[])
+        .unwrap();
 }
 
 /// Rewrites the JSON header of the safetensors file at `path` with `edit`, keeping the data.
@@ -179,7 +181,10 @@ pub fn eval_against_trl(expected: &serde_json::Value, args: &[&str]) -> Vec<Stri
         assert_eq!(out.status, 0, "dpo {}: {}", all.join(" "), out.stderr);
         let ours: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
         for metric in TRL_METRICS {
-            let (a, b) = (ours[metric].as_f64().unwrap(), theirs[metric].as_f64().unwrap());
+            let (a, b) = (
+                ours[metric].as_f64().unwrap(),
+                theirs[metric].as_f64().unwrap(),
+            );
             if (a - b).abs() > 1e-4 * b.abs().max(1e-3) {
                 failures.push(format!("{loss} {metric}: dpo {a} vs trl {b}"));
             }

@@ -144,7 +144,7 @@ pub fn frontier_cmd(args: FrontierArgs) -> Result<(), Error> {
             preset: setting::<Preset>("preset", &args.preset)?,
             sft_steps: args.sft_steps,
             steps: args.steps,
-            lr: Some(args.lr),
+            lr: args.lr,
             seed: args.seed,
             ..TrainConfig::default()
         },

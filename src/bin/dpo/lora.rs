@@ -15,7 +15,7 @@ pub struct LoraArgs {
     /// Dropout on the adapters' input while training.
     #[arg(long, requires = "lora_r")]
     lora_dropout: Option<f64>,
-    /// Layers to adapt, separated by commas (q_proj,v_proj; c_attn,c_proj,c_fc; all-linear). Default: PEFT's for the family.
+    /// Layers to adapt, separated by commas (q_proj,v_proj; attn.c_attn), or all-linear (the default).
     #[arg(long, requires = "lora_r")]
     lora_targets: Option<String>,
 }

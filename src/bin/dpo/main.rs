@@ -354,7 +354,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
     set!(steps = args.steps);
     set!(loss.beta = args.beta);
     set!(loss.label_smoothing = args.label_smoothing);
-    config.lr = args.lr.or(config.lr);
+    set!(lr = args.lr);
     set!(sft_lr = args.sft_lr);
     set!(warmup_steps = args.warmup_steps);
     set!(weight_decay = args.weight_decay);
