@@ -102,7 +102,7 @@ test('a new model: SFT trains every weight, DPO rank-4 adapters; the export hold
     const merged = Object.keys(tensors(zip.files['dpo-model/model.safetensors']));
     assert.deepEqual(merged.filter((name) => name.includes('lora')), []);
 
-    if (!existsSync(dpoBinary)) return t.diagnostic(`no native binary at ${dpoBinary}: \`dpo eval\` skipped`);
+    assert.ok(existsSync(dpoBinary), `no native binary at ${dpoBinary}: scripts/test_browser.sh builds it`);
     nativeEval(['--model', join(zip.dir, 'dpo-model'), '--data', heldout]);
   } finally {
     await browser.close();
@@ -151,18 +151,15 @@ test('a picked Llama folder: adapters on every linear layer, exported for the CL
     assert.deepEqual(Object.keys(both.files).sort(), [...paths('dpo-adapter', ADAPTER_FILES), ...paths('dpo-model', MODEL_FILES)].sort());
     assert.deepEqual(both.files['dpo-adapter/adapter_model.safetensors'], adapterOnly.files['dpo-adapter/adapter_model.safetensors']);
 
-    if (existsSync(dpoBinary)) {
-      // The adapter on the picked folder, against that folder: trained, so the margin moved.
-      const adapted = nativeEval(['--model', llama, '--adapter', join(adapterOnly.dir, 'dpo-adapter'), '--data', pairs]);
-      assert.notEqual(adapted['rewards/margins'], 0);
-      // The policy's log-probs as the page evaluated them, through the adapter and merged.
-      const page_ = run.evaluation.metrics['logps/chosen'];
-      assertClose(t, 'logps/chosen with --adapter', adapted['logps/chosen'], page_);
-      const merged = nativeEval(['--model', join(both.dir, 'dpo-model'), '--data', pairs]);
-      assertClose(t, 'logps/chosen of the merged model', merged['logps/chosen'], page_);
-    } else {
-      t.diagnostic(`no native binary at ${dpoBinary}: \`dpo eval\` skipped`);
-    }
+    assert.ok(existsSync(dpoBinary), `no native binary at ${dpoBinary}: scripts/test_browser.sh builds it`);
+    // The adapter on the picked folder, against that folder: trained, so the margin moved.
+    const adapted = nativeEval(['--model', llama, '--adapter', join(adapterOnly.dir, 'dpo-adapter'), '--data', pairs]);
+    assert.notEqual(adapted['rewards/margins'], 0);
+    // The policy's log-probs as the page evaluated them, through the adapter and merged.
+    const page_ = run.evaluation.metrics['logps/chosen'];
+    assertClose(t, 'logps/chosen with --adapter', adapted['logps/chosen'], page_);
+    const merged = nativeEval(['--model', join(both.dir, 'dpo-model'), '--data', pairs]);
+    assertClose(t, 'logps/chosen of the merged model', merged['logps/chosen'], page_);
 
     // PEFT expands only the string "all-linear" (a list holding it matches no layer); its own
     // exports list the layers' names.

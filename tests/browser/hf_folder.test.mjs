@@ -109,7 +109,7 @@ test('a picked Llama folder trains, exports the same layout, and the CLI loads i
     assert.equal(JSON.parse(Buffer.from(exported('tokenizer.json')).toString()).model.type,
       JSON.parse(readFileSync(join(llama, 'tokenizer.json'), 'utf8')).model.type);
 
-    if (!existsSync(dpoBinary)) return t.diagnostic(`no native binary at ${dpoBinary}: \`dpo eval\` on the export skipped`);
+    assert.ok(existsSync(dpoBinary), `no native binary at ${dpoBinary}: scripts/test_browser.sh builds it`);
     const evaluated = spawnSync(dpoBinary, ['eval', '--model', join(dir, 'dpo-model'), '--data', pairs, '--json',
       '--backend', 'cpu'], { encoding: 'utf8' });
     assert.equal(evaluated.status, 0, `dpo eval failed: ${evaluated.stderr}`);
