@@ -115,6 +115,20 @@ fn metrics(run: &Path) -> String {
         .collect()
 }
 
+/// Runs `first`, then resumes it with `then` in a folder beside `whole` (the uninterrupted run
+/// of `then`), and checks that both wrote the same metrics. Returns the resumed run's folder.
+fn resumed_like(whole: &Path, dir: &Path, first: String, then: String) -> std::path::PathBuf {
+    let cut = dir.join("cut");
+    train(&cut, &first);
+    train(&cut, &then);
+    assert_eq!(
+        metrics(whole),
+        metrics(&cut),
+        "metrics differ after resuming"
+    );
+    cut
+}
+
 /// An adapter run on a Hugging Face folder trains only the adapters in both phases (the
 /// SFT adapter is DPO's reference), writes PEFT folders and a merged model that scores the
 /// same, and, stopped and resumed, ends where an uninterrupted run ends.
@@ -175,14 +189,7 @@ fn adapter_runs_on_a_model_folder_merge_and_resume() {
         "{adapter}"
     );
 
-    let cut = dir.join("cut");
-    train(&cut, &args(1));
-    train(&cut, &args(4));
-    assert_eq!(
-        metrics(&whole),
-        metrics(&cut),
-        "metrics differ after resuming"
-    );
+    let cut = resumed_like(&whole, &dir, args(1), args(4));
     let weights = |run: &Path| std::fs::read(run.join("final/adapter_model.safetensors")).unwrap();
     assert!(weights(&whole) == weights(&cut), "final adapters differ");
     std::fs::remove_dir_all(dir).unwrap();
@@ -211,14 +218,7 @@ fn adapter_runs_on_a_fresh_model_put_adapters_on_the_sft_model_and_resume() {
         "the SFT model is a full model"
     );
     assert!(whole.join("final/adapter_model.safetensors").exists());
-    let cut = dir.join("cut");
-    train(&cut, &args(2));
-    train(&cut, &args(4));
-    assert_eq!(
-        metrics(&whole),
-        metrics(&cut),
-        "metrics differ after resuming"
-    );
+    resumed_like(&whole, &dir, args(2), args(4));
     // The adapter evaluates on its base, the SFT model.
     let metrics = eval_json(&[
         "--model",

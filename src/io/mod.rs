@@ -50,14 +50,7 @@ impl Saved {
         if !dir.join(peft::ADAPTER_CONFIG).exists() {
             return Ok(Saved::Model(hf::read_dir(dir)?));
         }
-        let read = |name: &str| {
-            std::fs::read(dir.join(name))
-                .map_err(|e| crate::Error::Input(format!("{}: {e}", dir.join(name).display())))
-        };
-        Ok(Saved::Adapter(AdapterFiles {
-            config: read(peft::ADAPTER_CONFIG)?,
-            weights: read(peft::ADAPTER_WEIGHTS)?,
-        }))
+        Ok(Saved::Adapter(peft::read_dir(dir)?))
     }
 
     /// Writes the folder atomically, with `extra` files beside.

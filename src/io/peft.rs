@@ -296,3 +296,16 @@ pub async fn export(
         weights,
     })
 }
+
+/// Reads an adapter folder's two files; a missing one is reported as that file's error.
+#[cfg(not(target_family = "wasm"))]
+pub fn read_dir(dir: &std::path::Path) -> Result<AdapterFiles, Error> {
+    let read = |name: &str| {
+        std::fs::read(dir.join(name))
+            .map_err(|e| Error::Input(format!("{}: {e}", dir.join(name).display())))
+    };
+    Ok(AdapterFiles {
+        config: read(ADAPTER_CONFIG)?,
+        weights: read(ADAPTER_WEIGHTS)?,
+    })
+}

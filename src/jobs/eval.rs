@@ -17,7 +17,7 @@ use crate::train::PairsFile;
 use crate::train::eval::evaluate;
 use crate::train::setup::attach;
 
-use super::folder::read_model;
+use super::folder::{self, read_model};
 
 /// A model folder, with a PEFT adapter on it or not, read and checked.
 struct Stack {
@@ -53,13 +53,8 @@ impl Stack {
 
 /// An adapter folder checked against a model of `config`'s shape.
 fn read_adapter(dir: &Path, config: &ModelConfig) -> Result<Adapter, Error> {
-    match Saved::read_dir(dir)? {
-        Saved::Adapter(files) => peft::read(&files, &dir.display().to_string(), config),
-        Saved::Model(_) => Err(Error::Input(format!(
-            "--adapter {}: not an adapter folder (adapter_config.json is missing)",
-            dir.display()
-        ))),
-    }
+    let (name, files) = folder::read_adapter(dir)?;
+    peft::read(&files, &name, config)
 }
 
 /// `dpo eval`'s reference: another model folder, or another adapter on the policy's base.

@@ -11,6 +11,7 @@ use crate::config::TrainConfig;
 use crate::io::Saved;
 use crate::io::checkpoint::Checkpoints;
 use crate::io::hf::{self, ModelFiles};
+use crate::io::peft::{self, AdapterFiles};
 use crate::model::ModelInfo;
 use crate::train::{Resume, TrainerState};
 
@@ -89,6 +90,18 @@ pub fn read_model(dir: &Path) -> Result<(ModelInfo, (String, ModelFiles)), Error
     let name = dir.display().to_string();
     let info = hf::check(&files, &name)?;
     Ok((info, (name, files)))
+}
+
+/// An `--adapter` folder's name and files, refused up front when it holds no
+/// `adapter_config.json` (before a model folder's weights are read for nothing).
+pub fn read_adapter(dir: &Path) -> Result<(String, AdapterFiles), Error> {
+    if !dir.join(peft::ADAPTER_CONFIG).exists() {
+        return Err(Error::Input(format!(
+            "--adapter {}: not an adapter folder (adapter_config.json is missing)",
+            dir.display()
+        )));
+    }
+    Ok((dir.display().to_string(), peft::read_dir(dir)?))
 }
 
 /// A saved model or adapter folder with its name (checked when the run loads it).

@@ -104,18 +104,11 @@ pub fn prepare(job: TrainJob) -> Result<PreparedJob, Error> {
         (None, None) => Some(PairsFile::shipped_heldout()),
         (None, Some(_)) => None,
     };
-    let adapter = match &job.adapter {
-        Some(dir) => match Saved::read_dir(dir)? {
-            Saved::Adapter(files) => Some((dir.display().to_string(), files)),
-            Saved::Model(_) => {
-                return Err(Error::Input(format!(
-                    "--adapter {}: not an adapter folder (adapter_config.json is missing)",
-                    dir.display()
-                )));
-            }
-        },
-        None => None,
-    };
+    let adapter = job
+        .adapter
+        .as_deref()
+        .map(folder::read_adapter)
+        .transpose()?;
     let run = train::prepare(RunSpec {
         config: job.config.clone(),
         model,

@@ -26,7 +26,6 @@ use crate::dpo::{Metrics, Phase, Reference};
 use crate::generate::{Generation, SamplingConfig, sample_and_score};
 use crate::io::hf::{self, ModelFiles};
 use crate::io::{Saved, peft};
-use crate::model::lora::FreshFactors;
 use crate::model::{CausalLm, ModelInfo};
 
 /// The held-out pairs: where they came from, their distinct prompts (sampled before and after
@@ -211,20 +210,17 @@ impl Run {
         )))
     }
 
-    /// The adapters of a run on a fresh model go on when DPO starts: SFT trained every
-    /// weight, and the SFT model stays their base and DPO's reference.
+    /// The adapters of a run on a fresh model go on at the first DPO step: SFT trained every
+    /// weight, and the SFT model stays their base and DPO's reference. (Only that step can
+    /// find the policy without them; a run resumed later loads them from its checkpoint.)
     fn attach_adapters(&mut self) -> Result<(), Error> {
         let config = &self.trainer.config;
-        let Some(lora) = &config.lora else {
-            return Ok(());
-        };
-        if self.trainer.phase() != Phase::Dpo || self.trainer.policy.has_adapters() {
+        let first_dpo_step = self.steps_done() == config.sft_steps;
+        if config.lora.is_none() || !first_dpo_step || self.trainer.policy.has_adapters() {
             return Ok(());
         }
-        let mut fresh =
-            FreshFactors::new(lora, &self.info.config, config.seed).map_err(Error::Input)?;
         let policy = self.trainer.policy.clone();
-        self.trainer.policy = super::setup::attach(policy, &mut fresh)?;
+        self.trainer.policy = super::setup::attach_fresh(policy, config, &self.info.config)?;
         Ok(())
     }
 

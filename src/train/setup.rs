@@ -22,7 +22,7 @@ use crate::io::Saved;
 use crate::io::hf::{self, ModelFiles};
 use crate::io::peft::{self, Adapter, AdapterFiles};
 use crate::model::lora::{self, FactorSource, FreshFactors};
-use crate::model::{CausalLm, ModelInfo};
+use crate::model::{CausalLm, ModelConfig, ModelInfo};
 
 /// A pairs file (JSONL): its name, for messages, and its bytes.
 #[derive(Clone, Debug)]
@@ -313,7 +313,7 @@ impl Prepared {
         let policy = match (&self.config.lora, policy.has_adapters(), pretrained) {
             (Some(_), false, true) => match self.adapter.take() {
                 Some(mut adapter) => attach(policy, &mut adapter)?,
-                None => attach(policy, &mut self.fresh_factors()?)?,
+                None => attach_fresh(policy, &self.config, &self.info.config)?,
             },
             _ => policy,
         };
@@ -399,15 +399,21 @@ impl Prepared {
         let mut adapter = peft::read(files, name, &self.info.config)?;
         attach(base, &mut adapter)
     }
-
-    fn fresh_factors(&self) -> Result<FreshFactors, Error> {
-        let lora = self.config.lora.as_ref().expect("an adapter run");
-        FreshFactors::new(lora, &self.info.config, self.config.seed).map_err(Error::Input)
-    }
 }
 
 fn load(name: &str, files: &ModelFiles, device: &Device) -> Result<CausalLm, Error> {
     hf::load(files, name, device).map(|(_, model)| model)
+}
+
+/// `model` with fresh adapters of `config.lora`, drawn from `config.seed`.
+pub(crate) fn attach_fresh(
+    model: CausalLm,
+    config: &TrainConfig,
+    shape: &ModelConfig,
+) -> Result<CausalLm, Error> {
+    let lora = config.lora.as_ref().expect("an adapter run");
+    let mut fresh = FreshFactors::new(lora, shape, config.seed).map_err(Error::Input)?;
+    attach(model, &mut fresh)
 }
 
 /// `model` with adapters from `source`, frozen but for them.
