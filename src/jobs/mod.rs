@@ -162,7 +162,10 @@ pub fn train(
         let (trained, all) = run.param_counts();
         let what = match trained < all {
             true => format!("{trained} of {all} parameters"),
-            false => "every weight in SFT, then adapters on the SFT model".into(),
+            false => format!(
+                "every weight in SFT, then adapters on the SFT model ({} parameters)",
+                lora.param_count(&run.info().config)
+            ),
         };
         progress.message(&format!(
             "LoRA r {} alpha {} on {}: training {what}",

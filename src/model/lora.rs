@@ -83,6 +83,16 @@ impl LoraConfig {
         self.alpha / self.r as f64
     }
 
+    /// The parameters the adapters on `config`'s model hold: r·(d_in + d_out) per layer.
+    pub fn param_count(&self, config: &ModelConfig) -> usize {
+        let modules = self.modules(config).unwrap_or_default();
+        linear_layers(config)
+            .into_iter()
+            .filter(|(module, _, _)| modules.contains(module))
+            .map(|(_, d_in, d_out)| self.r * (d_in + d_out))
+            .sum()
+    }
+
     /// The targets as PEFT saves them in `adapter_config.json`: `all-linear` expanded to the
     /// layer names it stands for (PEFT refuses it in a saved file), others as given.
     pub fn peft_targets(&self, config: &ModelConfig) -> Vec<String> {
@@ -510,6 +520,7 @@ mod tests {
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             assert_eq!(grads.len(), 2 * modules.len(), "{}", config.family());
             let (adapters, _) = param_counts(&model);
+            assert_eq!(lora.param_count(&config), adapters);
             let r = lora.r;
             let expected: usize = linear_layers(&config)
                 .iter()
