@@ -3,6 +3,8 @@
 
     python scripts/gen_reference.py fixtures        # writes tests/fixtures/hf/
     python scripts/gen_reference.py adapters        # writes tests/fixtures/hf/*-lora/
+    python scripts/gen_reference.py families        # writes tests/fixtures/hf/{qwen2,qwen3,mistral,llama3}*
+    python scripts/gen_reference.py templates       # writes tests/fixtures/templates/expected.json
     python scripts/gen_reference.py check --model DIR [--adapter DIR] [--ref DIR] --data FILE [--dpo BIN]
 
 `fixtures` builds small random-weight Hugging Face folders (a GPT-2 and a Llama, each with a
@@ -13,6 +15,14 @@ log-probs of a few Llama sequences. The Rust tests compare `dpo eval` against th
 `adapters` puts PEFT LoRA adapters with non-zero factors on those GPT-2 and Llama folders
 (`gpt2-lora/`, `llama-lora/`, PEFT's own files) and records TRL's evaluate() metrics for the
 PEFT models against their base (the adapters switched off) in expected_lora.json.
+
+`families` does what `fixtures` does for the Llama family's relatives (Qwen2, Qwen3, Mistral,
+a Llama 3 with llama3 rope scaling), each with its family's tokenizer conventions, into
+expected_families.json.
+
+`templates` renders conversations with the hub's chat templates of a few model families (the
+.jinja files in tests/fixtures/templates/) through transformers' apply_chat_template, at a fixed
+date for the templates that write today's, into expected.json.
 
 `check` loads a folder that `dpo` wrote (a model, or with --adapter a PEFT adapter on --model)
 into transformers and PEFT, runs TRL's evaluate on it and compares with `dpo eval --json` on
@@ -33,6 +43,7 @@ import torch
 import transformers
 import trl
 from datasets import Dataset
+import tokenizers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     GPT2Config,
@@ -221,6 +232,25 @@ def token_logps(model, tokenizer, texts):
     return out
 
 
+def record_family(expected, name, tokenizer, build, rows, losses, rewrite=lambda folder: None):
+    """Saves a policy and a different reference of `name` (`build(tokenizer, seed)`, each folder
+    then passed to `rewrite`) and records TRL's metrics for `losses` and transformers' per-token
+    log-probs of a few sequences in `expected`."""
+    policy = save(build(tokenizer, 1), tokenizer, name)
+    reference = save(build(tokenizer, 2), tokenizer, f"{name}-ref")
+    rewrite(policy)
+    rewrite(reference)
+    # Every evaluation starts from the saved files (what `dpo` reads), freshly loaded:
+    # a trainer wraps the models it is given, which would leak into the next run.
+    expected[name] = {
+        loss: trl_metrics(load(policy), load(reference), load_tokenizer(policy), rows, loss, ls)
+        | {"label_smoothing": ls}
+        for loss, ls in losses.items()
+    }
+    texts = [p + c for p, c, _ in PAIRS[:3]]
+    expected[f"{name}_token_logps"] = token_logps(load(policy), load_tokenizer(policy), texts)
+
+
 def fixtures():
     torch.manual_seed(0)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -235,17 +265,7 @@ def fixtures():
     }
     families = {"gpt2": (byte_level_tokenizer(300), gpt2), "llama": (llama_tokenizer(300), llama)}
     for family, (tokenizer, build) in families.items():
-        policy = save(build(tokenizer, 1), tokenizer, family)
-        reference = save(build(tokenizer, 2), tokenizer, f"{family}-ref")
-        # Every evaluation starts from the saved files (what `dpo` reads), freshly loaded:
-        # a trainer wraps the models it is given, which would leak into the next run.
-        expected[family] = {
-            loss: trl_metrics(load(policy), load(reference), load_tokenizer(policy), rows, loss, ls)
-            | {"label_smoothing": ls}
-            for loss, ls in LOSSES.items()
-        }
-        texts = [p + c for p, c, _ in PAIRS[:3]]
-        expected[f"{family}_token_logps"] = token_logps(load(policy), load_tokenizer(policy), texts)
+        record_family(expected, family, tokenizer, build, rows, LOSSES)
     with open(OUT / "expected.json", "w") as f:
         json.dump(expected, f, indent=1)
     sizes = {p.relative_to(OUT): p.stat().st_size for p in OUT.rglob("*") if p.is_file()}
@@ -300,6 +320,196 @@ def adapters():
     print(f"wrote {OUT}/gpt2-lora, llama-lora and expected_lora.json")
 
 
+# The Llama family's relatives, each with its own tokenizer conventions: Qwen's byte-level BPE
+# adds no BOS, Llama 3's adds <|begin_of_text|>, Mistral's is Llama 2's. The regexes are the
+# families' own pre-tokenizer splits.
+QWEN_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+LLAMA3_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+FAMILY_LOSSES = {"sigmoid": 0.0, "ipo": 0.0, "robust": 0.1}
+
+
+def split_byte_level_tokenizer(vocab_size, split, specials, bos=None, eos=None):
+    """A byte-level BPE behind a regex split (Qwen2/Qwen3, Llama 3); with `bos`, prepended."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(tokenizers.Regex(split), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    byte_level = processors.ByteLevel(trim_offsets=False)
+    if bos:
+        template = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
+        )
+        tok.post_processor = processors.Sequence([byte_level, template])
+    else:
+        tok.post_processor = byte_level
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos)
+
+
+def qwen_tokenizer():
+    return split_byte_level_tokenizer(300, QWEN_SPLIT, ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                      eos="<|endoftext|>")
+
+
+def llama3_tokenizer():
+    return split_byte_level_tokenizer(300, LLAMA3_SPLIT, ["<|begin_of_text|>", "<|end_of_text|>"],
+                                      bos="<|begin_of_text|>", eos="<|end_of_text|>")
+
+
+SHAPE = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5)
+# Each relative exercises what sets it apart: Qwen2's q/k/v biases and tied head, Qwen3's
+# per-head norms and a head_dim that is not hidden/heads, Mistral's sliding window (longer
+# than the pairs) and linear rope scaling, Llama 3's llama3 scaling (written in transformers
+# 4's spelling, `rope_scaling` beside `rope_theta`, as most hub configs still are).
+FAMILIES = {
+    "qwen2": (qwen_tokenizer, "Qwen2", dict(tie_word_embeddings=True, rope_theta=1000000.0)),
+    "qwen3": (qwen_tokenizer, "Qwen3", dict(head_dim=16, tie_word_embeddings=False, rope_theta=1000000.0)),
+    "mistral": (lambda: llama_tokenizer(300), "Mistral",
+                dict(sliding_window=48, rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0})),
+    "llama3": (llama3_tokenizer, "Llama", dict(
+        tie_word_embeddings=True,
+        rope_parameters={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                         "original_max_position_embeddings": 16, "rope_theta": 500000.0})),
+}
+
+
+def relative(name, tokenizer, seed):
+    _, arch, extra = FAMILIES[name]
+    config_class = getattr(transformers, f"{arch}Config")
+    model_class = getattr(transformers, f"{arch}ForCausalLM")
+    config = config_class(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                          eos_token_id=tokenizer.eos_token_id, **SHAPE, **extra)
+    model = model_class(config)
+    scale_weights(model, seed, 0.3)
+    return model
+
+
+def to_transformers4_rope(folder):
+    """Rewrites a saved config's `rope_parameters` as transformers 4 wrote them."""
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    params = config.pop("rope_parameters")
+    config["rope_theta"] = params.pop("rope_theta")
+    config["rope_scaling"] = params
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def families():
+    """Qwen2, Qwen3, Mistral and a Llama 3 with llama3 rope scaling: folders and TRL's metrics."""
+    rows = read_pairs(OUT / "pairs.jsonl")
+    expected = {
+        "generated_by": "scripts/gen_reference.py families",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
+        "beta": BETA,
+    }
+    for name, (make_tokenizer, _, _) in FAMILIES.items():
+        torch.manual_seed(0)
+        build = lambda tokenizer, seed: relative(name, tokenizer, seed)  # noqa: E731
+        rewrite = to_transformers4_rope if name == "llama3" else (lambda folder: None)
+        record_family(expected, name, make_tokenizer(), build, rows, FAMILY_LOSSES, rewrite)
+    with open(OUT / "expected_families.json", "w") as f:
+        json.dump(expected, f, indent=1)
+    print(f"wrote {', '.join(FAMILIES)} (and -ref) and expected_families.json in {OUT}")
+
+
+TEMPLATES = ROOT / "tests" / "fixtures" / "templates"
+# Each fixture template: the hub repo it is copied from (TRL's trl/chat_templates/ keeps the
+# same copies, checked weekly against the hub; SmolLM2's is not among them) and the special
+# tokens of that repo's tokenizer_config.json.
+TEMPLATE_MODELS = {
+    "qwen2.5": ("Qwen/Qwen2.5-0.5B-Instruct", {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}),
+    "qwen3": ("Qwen/Qwen3-0.6B", {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}),
+    "llama3.2": ("meta-llama/Llama-3.2-1B-Instruct", {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}),
+    "smollm2": (
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        {
+            "bos_token": "<|im_start|>",
+            "eos_token": "<|im_end|>",
+            "pad_token": "<|im_end|>",
+            "unk_token": "<|endoftext|>",
+        },
+    ),
+}
+# System or not (Qwen2.5 and SmolLM2 add a default one), several turns, text the templates trim
+# or split (Llama trims contents; Qwen3 moves <think> blocks and drops them before the last
+# user turn), and non-ASCII text.
+CONVERSATIONS = {
+    "system_user_assistant": [
+        {"role": "system", "content": "You are a terse assistant."},
+        {"role": "user", "content": "What colour is the sky?"},
+        {"role": "assistant", "content": "Blue."},
+    ],
+    "user": [{"role": "user", "content": "Name a prime number."}],
+    "multi_turn": [
+        {"role": "user", "content": "Hi!"},
+        {"role": "assistant", "content": "Hello. How can I help?"},
+        {"role": "user", "content": "  Translate \"chat\" to English.\n"},
+        {"role": "assistant", "content": "\nCat. (café, naïve, 猫 ✓)\n"},
+    ],
+    "thinking": [
+        {"role": "system", "content": "Think first."},
+        {"role": "user", "content": "2 + 2?"},
+        {"role": "assistant", "content": "<think>\nTwo and two.\n</think>\n\n4"},
+        {"role": "user", "content": "And 3 + 3?"},
+        {"role": "assistant", "content": "<think>\nThree and three.\n</think>\n\n6"},
+    ],
+}
+# Llama 3.x templates write today's date (`strftime_now`); both sides render as of this time.
+TEMPLATE_NOW = "2024-07-06T09:05:00"
+
+
+def templates():
+    from datetime import datetime
+    from unittest import mock
+
+    import jinja2
+    from transformers.utils import chat_template_utils
+
+    class FixedClock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.fromisoformat(TEMPLATE_NOW)
+
+    models_out, cases = {}, []
+    for name, (repo, special_tokens) in TEMPLATE_MODELS.items():
+        source = (TEMPLATES / f"{name}.jinja").read_text(encoding="utf-8")
+        # apply_chat_template reads only the template and the special tokens of a tokenizer.
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_object=Tokenizer(models.BPE()), chat_template=source, **special_tokens
+        )
+        models_out[name] = {"repo": repo, "template": f"{name}.jinja", "special_tokens": special_tokens}
+        for conversation, messages in CONVERSATIONS.items():
+            for add_generation_prompt in (False, True):
+                with mock.patch.object(chat_template_utils, "datetime", FixedClock):
+                    text = tokenizer.apply_chat_template(
+                        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+                    )
+                cases.append(
+                    {
+                        "model": name,
+                        "conversation": conversation,
+                        "add_generation_prompt": add_generation_prompt,
+                        "text": text,
+                    }
+                )
+    expected = {
+        "versions": {"transformers": transformers.__version__, "jinja2": jinja2.__version__},
+        "now": TEMPLATE_NOW,
+        "models": models_out,
+        "conversations": CONVERSATIONS,
+        "cases": cases,
+    }
+    path = TEMPLATES / "expected.json"
+    path.write_text(json.dumps(expected, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {len(cases)} renders to {path}")
+
+
 def read_pairs(path):
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -335,6 +545,8 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fixtures")
     sub.add_parser("adapters")
+    sub.add_parser("families")
+    sub.add_parser("templates")
     c = sub.add_parser("check")
     c.add_argument("--model", required=True)
     c.add_argument("--adapter")
@@ -348,6 +560,12 @@ def main():
         return 0
     if args.command == "adapters":
         adapters()
+        return 0
+    if args.command == "families":
+        families()
+        return 0
+    if args.command == "templates":
+        templates()
         return 0
     return check(args.model, args.adapter, args.ref, args.data, args.dpo, args.loss)
 

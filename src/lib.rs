@@ -12,7 +12,8 @@
 //! - `generate`: sampling and scoring text.
 //! - `io`: Hugging Face model folders, atomic writes, checkpoints.
 //! - `task`: the shipped task: its pairs and its ground-truth reward.
-//! - `jobs`: the command line's jobs: a run folder around the driver, `eval`, `generate` (native).
+//! - `jobs`: the command line's jobs: a run folder around the driver, `eval`, `generate`, and
+//!   `handoff` (a run folder as TRL + accelerate files) (native).
 //! - `bench`: the benchmark workloads timed through the driver (native).
 //! - `frontier`: the reward-vs-KL experiment on the shipped task (native).
 //!

@@ -62,13 +62,16 @@ struct CheckedPairs {
 
 #[derive(Serialize)]
 struct LineErrorJs {
+    /// A Parquet file's row (`unit` "row", and `field` its column) or a line ("line").
     line: usize,
+    unit: &'static str,
     field: String,
     message: String,
     text: String,
 }
 
-/// Validates a pairs file without training: `{pairs, bad, errors: [{line, field, message, text}]}`.
+/// Validates a pairs file (JSONL, .jsonl.gz or Parquet) without training: `{pairs, bad,
+/// errors: [{line, unit, field, message, text}]}`.
 #[wasm_bindgen(js_name = checkPairs)]
 pub fn check_pairs(name: &str, bytes: &[u8]) -> Result<JsValue, JsError> {
     let checked = match data::parse_pairs(name, bytes, &ChatTemplate::default_plain()) {
@@ -85,6 +88,7 @@ pub fn check_pairs(name: &str, bytes: &[u8]) -> Result<JsValue, JsError> {
                 .iter()
                 .map(|e| LineErrorJs {
                     line: e.line,
+                    unit: e.unit.name(),
                     field: e.field.clone(),
                     message: e.message.clone(),
                     text: e.to_string(),
@@ -142,8 +146,9 @@ impl WebTrainer {
     /// `report` says how many held-out prompts to sample (`prompts`, `max_new_tokens`) and how
     /// many held-out pairs to evaluate (`eval_pairs`); without `heldout` the last tenth of the
     /// training pairs is held out. `model` (Hugging Face folder files: `config.json`,
-    /// `model.safetensors`, `tokenizer.json`, optional `tokenizer_config.json`, as
-    /// Uint8Arrays) starts training from that model instead of a fresh `preset` one.
+    /// `model.safetensors`, `tokenizer.json`, optional `tokenizer_config.json` and
+    /// `chat_template.jinja`, as Uint8Arrays) starts training from that model instead of a
+    /// fresh `preset` one.
     pub async fn create(backend: String, spec: JsValue) -> Result<WebTrainer, JsError> {
         let get = |name: &str| {
             js_sys::Reflect::get(&spec, &name.into())
@@ -292,5 +297,6 @@ fn model_files(value: Option<JsValue>) -> Result<Option<ModelFiles>, JsError> {
         weights: need(hf::WEIGHTS)?,
         tokenizer: need(hf::TOKENIZER)?,
         tokenizer_config: get(hf::TOKENIZER_CONFIG),
+        chat_template: get(hf::CHAT_TEMPLATE),
     }))
 }

@@ -1,5 +1,6 @@
-//! Hugging Face folders in and out: the committed GPT-2 and Llama fixtures (written by
-//! transformers) load, save back in the same layout, train, and generate through the CLI.
+//! Hugging Face folders in and out: the committed GPT-2, Llama, Qwen2, Qwen3 and Mistral
+//! fixtures (written by transformers) load, save back in the same layout, train, and generate
+//! through the CLI.
 
 mod common;
 
@@ -61,6 +62,37 @@ fn llama_export_is_identical() {
 }
 
 #[test]
+fn relatives_export_is_identical() {
+    for family in ["qwen2", "qwen3", "mistral", "llama3"] {
+        export_is_identical(family);
+    }
+}
+
+/// Sequences beyond Mistral's sliding window would attend differently; they are refused by
+/// the field that sets the limit, not computed wrongly.
+#[test]
+fn a_sliding_window_limits_the_length() {
+    let eval = common::dpo_cli(&[
+        "eval",
+        "--model",
+        fixture("mistral").to_str().unwrap(),
+        "--data",
+        fixture("pairs.jsonl").to_str().unwrap(),
+        "--max-length",
+        "64",
+        "--backend",
+        "cpu",
+    ]);
+    assert_eq!(eval.status, 2, "{}", eval.stderr);
+    assert!(
+        eval.stderr
+            .contains("mistral/config.json: field `sliding_window`: the model covers 48 positions"),
+        "{}",
+        eval.stderr
+    );
+}
+
+#[test]
 fn llama_shapes_that_disagree_with_the_config_are_refused() {
     let device = Device::flex();
     let files = hf::read_dir(&fixture("llama")).unwrap();
@@ -95,7 +127,7 @@ fn llama_shapes_that_disagree_with_the_config_are_refused() {
 
 /// `dpo train --model <fixture>` trains SFT then DPO, writes folders that load back into
 /// `dpo eval`, keep the family's layout, and generate text.
-fn trains_evaluates_and_generates(family: &str) {
+fn trains_evaluates_and_generates(family: &str, max_length: usize) {
     let out = common::temp_dir(&format!("hf-train-{family}"));
     let pairs = fixture("pairs.jsonl");
     let run = common::dpo_cli(&[
@@ -113,7 +145,7 @@ fn trains_evaluates_and_generates(family: &str) {
         "--lr",
         "1e-3",
         "--max-length",
-        "64",
+        &max_length.to_string(),
         "--backend",
         "cpu",
         "--out",
@@ -172,12 +204,22 @@ fn trains_evaluates_and_generates(family: &str) {
 
 #[test]
 fn gpt2_folder_trains_evaluates_and_generates() {
-    trains_evaluates_and_generates("gpt2");
+    trains_evaluates_and_generates("gpt2", 64);
 }
 
 #[test]
 fn llama_folder_trains_evaluates_and_generates() {
-    trains_evaluates_and_generates("llama");
+    trains_evaluates_and_generates("llama", 64);
+}
+
+#[test]
+fn qwen3_folder_trains_evaluates_and_generates() {
+    trains_evaluates_and_generates("qwen3", 64);
+}
+
+#[test]
+fn mistral_folder_trains_evaluates_and_generates() {
+    trains_evaluates_and_generates("mistral", 48);
 }
 
 #[test]

@@ -123,3 +123,61 @@ fn lora_training_learns_the_shipped_task() {
     assert!(after > before, "sft {before} vs final {after}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `dpo train` on a Parquet file in HuggingFaceH4/ultrafeedback_binarized's shape (a prompt
+/// column beside whole conversations) with gzip-compressed JSONL held out, then `dpo eval`
+/// on the Parquet file: a few CPU steps, seconds.
+#[test]
+fn trains_on_parquet_and_gzip_jsonl() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pairs");
+    let parquet = fixtures.join("ultrafeedback_binarized.parquet");
+    let gz = fixtures.join("ultrafeedback_binarized.jsonl.gz");
+    let dir = common::temp_dir("e2e-parquet");
+    let run = dir.join("run");
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let (code, _, stderr) = dpo(&[
+        "train",
+        "--data",
+        &path(&parquet),
+        "--eval-data",
+        &path(&gz),
+        "--preset",
+        "micro",
+        "--sft-steps",
+        "2",
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--samples",
+        "0",
+        "--backend",
+        "cpu",
+        "--out",
+        &path(&run),
+    ]);
+    println!("{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("ultrafeedback_binarized.jsonl.gz"),
+        "{stderr}"
+    );
+    let steps = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    // The first step is logged, and the held-out evaluation at the end.
+    assert!(steps.contains(r#""phase":"eval""#), "{steps}");
+    let fin = run.join("final");
+    let (code, stdout, stderr) = dpo(&[
+        "eval",
+        "--model",
+        &path(&fin),
+        "--data",
+        &path(&parquet),
+        "--backend",
+        "cpu",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let metrics: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(metrics["rewards/accuracies"].is_number(), "{stdout}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -87,14 +87,15 @@ function showChecked() {
     const c = state.checked[slot];
     const role = slot === 'train' ? 'training' : 'held-out';
     if (c.bad === 0 && c.pairs > 0) return status(`✓ ${c.name}: ${c.pairs} ${role} pairs`, 'ok');
-    const box = status(c.bad === 0 ? `✗ ${c.name}: no pairs` : `✗ ${c.name}: ${c.bad} bad line${c.bad === 1 ? '' : 's'} — fix them to train`, 'bad');
+    const unit = c.errors[0]?.unit ?? 'line'; // a Parquet file's are rows
+    const box = status(c.bad === 0 ? `✗ ${c.name}: no pairs` : `✗ ${c.name}: ${c.bad} bad ${unit}${c.bad === 1 ? '' : 's'} — fix them to train`, 'bad');
     const list = document.createElement('ul');
     list.className = 'line-errors';
     for (const e of c.errors) {
       const item = document.createElement('li');
       const where = document.createElement('strong');
-      where.textContent = e.line > 0 ? `line ${e.line}` : 'file';
-      const field = e.field && e.field !== '-' ? ` field “${e.field}”:` : '';
+      where.textContent = e.line > 0 ? `${e.unit} ${e.line}` : 'file';
+      const field = e.field && e.field !== '-' ? ` ${e.unit === 'row' ? 'column' : 'field'} “${e.field}”:` : '';
       item.append(where, `${field} ${e.message}`);
       list.append(item);
     }

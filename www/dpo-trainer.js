@@ -57,7 +57,7 @@ template.innerHTML = `
   <link rel="stylesheet" href="${here('./dpo-trainer.css')}">
   <div class="controls" part="controls">
     <label>Data <select name="dataset"></select></label>
-    <label class="file" hidden>Pairs file (JSONL) <input type="file" name="file" accept=".jsonl,.json,.txt"></label>
+    <label class="file" hidden>Pairs file (JSONL, .jsonl.gz, Parquet) <input type="file" name="file" accept=".jsonl,.json,.txt,.gz,.parquet"></label>
     <label>β (beta) <input type="number" name="beta" min="0" step="any" inputmode="decimal"></label>
     <div class="buttons">
       <button type="button" name="start" disabled>Train</button>

@@ -8,14 +8,19 @@ export const CONFIG = 'config.json';
 export const WEIGHTS = 'model.safetensors';
 export const TOKENIZER = 'tokenizer.json';
 export const TOKENIZER_CONFIG = 'tokenizer_config.json';
+// The chat template as transformers 5 saves it; preferred to tokenizer_config.json's.
+export const CHAT_TEMPLATE = 'chat_template.jinja';
 const REQUIRED = [CONFIG, WEIGHTS, TOKENIZER];
-export const WANTED = [...REQUIRED, TOKENIZER_CONFIG];
+export const OPTIONAL = [TOKENIZER_CONFIG, CHAT_TEMPLATE];
+export const WANTED = [...REQUIRED, ...OPTIONAL];
 
-// The config.json keys of each family the trainer loads (src/model: gpt2, llama).
+// The config.json keys of each family the trainer loads (src/model: gpt2, and llama.rs's
+// Family::NAMES, which share Llama's keys).
+const llamaKeys = { layers: 'num_hidden_layers', width: 'hidden_size', heads: 'num_attention_heads',
+  positions: 'max_position_embeddings', inner: 'intermediate_size' };
 const families = {
   gpt2: { layers: 'n_layer', width: 'n_embd', heads: 'n_head', positions: 'n_positions', inner: 'n_inner' },
-  llama: { layers: 'num_hidden_layers', width: 'hidden_size', heads: 'num_attention_heads',
-    positions: 'max_position_embeddings', inner: 'intermediate_size' },
+  llama: llamaKeys, mistral: llamaKeys, qwen2: llamaKeys, qwen3: llamaKeys,
 };
 
 // The same command the native CLI prints for a pickle checkpoint (src/io/hf.rs read_dir).

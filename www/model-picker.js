@@ -3,7 +3,7 @@
 // which files were found and what config.json says, keeps max_length within the model's
 // positions, and hands the folder's bytes to app.js at each start. The folder logic itself
 // is in hf-folder.js; this module is only its view.
-import { chooseFolder, compact, dropEntries, inputEntries, inspectFolder, readFolder, WANTED } from './hf-folder.js';
+import { CHAT_TEMPLATE, chooseFolder, compact, dropEntries, inputEntries, inspectFolder, OPTIONAL, readFolder, WANTED } from './hf-folder.js';
 import { defaults } from './settings.js';
 
 const el = (tag, className, text) => Object.assign(document.createElement(tag), { className, textContent: text ?? '' });
@@ -143,7 +143,7 @@ export class ModelPicker extends EventTarget {
     if (!this.usesFolder) return status.replaceChildren();
     const s = this.summary;
     if (!s) return status.replaceChildren(el('div', 'check', 'Pick the model’s folder (or drop it here): ' +
-      'config.json, model.safetensors, tokenizer.json and, if it has one, tokenizer_config.json.'));
+      'config.json, model.safetensors, tokenizer.json and, if it has them, tokenizer_config.json and chat_template.jinja.'));
     const c = s.config;
     const sizes = c ? [c.modelType ?? 'no model_type', c.layers != null && `${c.layers} layers`, c.width != null && `width ${c.width}`,
       c.heads != null && `${c.heads} heads`, c.vocab != null && `vocab ${c.vocab}`, c.positions != null && `${c.positions} positions`] : [];
@@ -153,9 +153,12 @@ export class ModelPicker extends EventTarget {
     const list = el('ul', 'model-files');
     for (const name of WANTED) {
       const found = s.present.find((f) => f.name === name);
-      const optional = name === 'tokenizer_config.json';
+      const optional = OPTIONAL.includes(name);
       const item = el('li', found ? 'ok' : optional ? '' : 'bad', `${found ? '✓' : optional ? '–' : '✗'} ${name} `);
-      let detail = found ? compact(found.size, 'B') : optional ? 'optional: absent (no chat template; EOS from the tokenizer)' : 'missing';
+      const template = s.present.some((f) => f.name === CHAT_TEMPLATE);
+      const absent = name === CHAT_TEMPLATE ? 'optional: absent (the chat template, if any, is tokenizer_config.json’s)'
+        : `optional: absent (${template ? '' : 'no chat template; '}EOS from the tokenizer)`;
+      let detail = found ? compact(found.size, 'B') : optional ? absent : 'missing';
       if (found && name === 'model.safetensors' && s.weights) {
         const w = s.weights;
         detail += ` · ${w.tensors} tensors · ${compact(w.parameters)} parameters · ${w.dtypes.join('/')}`;

@@ -8,7 +8,7 @@
 //       pair files (quiet: report only bad ones; a fresh worker taking over checked files)
 //   {type:'start', settings, backend:'auto'|'webgpu'|'cpu', report?:{prompts, max_new_tokens,
 //    eval_pairs}, model?:{'config.json': Uint8Array, 'model.safetensors', 'tokenizer.json',
-//    'tokenizer_config.json'?}}
+//    'tokenizer_config.json'?, 'chat_template.jinja'?}}
 //       settings: a partial TrainConfig (preset, seed, sft_steps, steps, batch, lr, sft_lr,
 //       max_length, warmup_steps, loss:{loss_type:[..], beta}, lora?:{r, alpha?, targets?});
 //       unknown fields are an error.

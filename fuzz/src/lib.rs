@@ -60,6 +60,7 @@ pub fn model_files_of(bytes: &[u8]) -> Option<ModelFiles> {
         weights: weights.to_vec(),
         tokenizer: TOKENIZER.as_bytes().to_vec(),
         tokenizer_config: None,
+        chat_template: None,
     })
 }
 

@@ -380,6 +380,7 @@ pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
         tokenizer,
         template: ChatTemplate::default_plain(),
         tokenizer_config: None,
+        chat_template: None,
     };
     let prepared = Prepared::synthetic(config, info, w.random_pairs(timing.seed));
     let mut run = prepared.start(&device, Start::Fresh)?;

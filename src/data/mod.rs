@@ -1,13 +1,17 @@
-//! Preference data: JSONL preference pairs (TRL's standard, implicit-prompt and conversational
-//! formats), chat templates, and the tokenizer that turns pairs into token ids.
+//! Preference data: preference pairs (TRL's standard, implicit-prompt and conversational
+//! formats) from JSONL, gzip-compressed JSONL or Parquet files, chat templates, and the
+//! tokenizer that turns pairs into token ids.
 //!
-//! Every problem in a file is reported with file name, line and field, and all bad lines are
-//! collected at once so that a user (or a web page) can fix them in one go.
+//! Every problem in a file is reported with file name, line (Parquet: row) and field
+//! (column), and all bad lines are collected at once so that a user (or a web page) can fix
+//! them in one go.
 
 mod bpe;
 mod chat;
 mod errors;
 mod fields;
+mod formats;
+mod parquet_rows;
 mod parse;
 pub mod template;
 mod tokenized;
@@ -16,7 +20,8 @@ pub mod tokenizer;
 use std::path::Path;
 
 use errors::ErrorSink;
-pub use errors::{DataError, LineError, MAX_STORED_ERRORS};
+pub use errors::{DataError, LineError, MAX_STORED_ERRORS, Unit};
+pub use formats::{MAX_DECOMPRESSED_BYTES, PairsFormat};
 pub use template::{ChatTemplate, Message, Role};
 pub use tokenizer::{EOS, TextTokenizer, TokenizedPair, tokenize_pair, tokenize_pairs, train_bpe};
 
@@ -38,15 +43,31 @@ pub struct PreferencePair {
     pub conversational: bool,
 }
 
-/// Parses a JSONL file's contents. `file` is only used in error messages.
+/// Parses a pairs file's contents: JSONL, gzip-compressed JSONL or Parquet, by the file's
+/// name and first bytes ([`PairsFormat::of`]). `file` is the name for that and for error
+/// messages. Every reader of pairs files comes here: the CLI's `--data` and `--eval-data`,
+/// the page's files, and dataset files found elsewhere (a Hugging Face cache).
 pub fn parse_pairs(
+    file: &str,
+    bytes: &[u8],
+    template: &ChatTemplate,
+) -> Result<Vec<PreferencePair>, DataError> {
+    match PairsFormat::of(file, bytes) {
+        PairsFormat::Jsonl => parse_jsonl(file, bytes, template),
+        PairsFormat::GzipJsonl => parse_jsonl(file, &formats::gunzip(file, bytes)?, template),
+        PairsFormat::Parquet => parquet_rows::parse(file, bytes, template),
+    }
+}
+
+/// Parses JSONL (one pair per line) whatever the file's name.
+fn parse_jsonl(
     file: &str,
     bytes: &[u8],
     template: &ChatTemplate,
 ) -> Result<Vec<PreferencePair>, DataError> {
     // Editors on Windows like to start UTF-8 files with a byte-order mark.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut sink = ErrorSink::new(file);
+    let mut sink = ErrorSink::with_unit(file, Unit::Line);
     let mut pairs = Vec::new();
     for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = index + 1;

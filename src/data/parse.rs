@@ -1,11 +1,12 @@
-//! One JSONL line to one [`PreferencePair`], in the three TRL preference formats.
+//! One JSONL line (or one Parquet row, as the same JSON object) to one [`PreferencePair`],
+//! in the three TRL preference formats.
 
 use serde_json::{Map, Value};
 
 use super::PreferencePair;
 use super::chat;
 use super::fields::{Bad, bad, json_kind, validate};
-use super::template::{ChatTemplate, Message};
+use super::template::{ChatTemplate, Message, Role};
 
 /// A field is either plain text or a conversation; a line must not mix the two.
 enum Field<'a> {
@@ -28,9 +29,17 @@ pub(super) fn parse_line(text: &str, template: &ChatTemplate) -> Result<Preferen
         let message = format!("expected a JSON object, got {}", json_kind(&value));
         return Err(bad("-", message));
     };
-    let chosen = field(&obj, "chosen")?.ok_or_else(|| bad("chosen", "missing field"))?;
-    let rejected = field(&obj, "rejected")?.ok_or_else(|| bad("rejected", "missing field"))?;
-    match (field(&obj, "prompt")?, chosen, rejected) {
+    parse_object(&obj, template)
+}
+
+/// One pair from a line's object (or a Parquet row's columns); extra fields are ignored.
+pub(super) fn parse_object(
+    obj: &Map<String, Value>,
+    template: &ChatTemplate,
+) -> Result<PreferencePair, Bad> {
+    let chosen = field(obj, "chosen")?.ok_or_else(|| bad("chosen", "missing field"))?;
+    let rejected = field(obj, "rejected")?.ok_or_else(|| bad("rejected", "missing field"))?;
+    match (field(obj, "prompt")?, chosen, rejected) {
         (None, Field::Text(c), Field::Text(r)) => {
             let cut = implicit_prompt_len(c, r);
             validate(
@@ -45,6 +54,15 @@ pub(super) fn parse_line(text: &str, template: &ChatTemplate) -> Result<Preferen
         (None, Field::Chat(c), Field::Chat(r)) => chat::implicit_prompt(template, &c, &r),
         (Some(Field::Chat(p)), Field::Chat(c), Field::Chat(r)) => {
             chat::render(template, &p, &c, &r)
+        }
+        // A text prompt beside whole conversations (ultrafeedback_binarized's layout: the
+        // prompt column repeats the user turn): as TRL's `maybe_extract_prompt`, the prompt is
+        // the turns both conversations start with and the text is ignored, but only when
+        // they start with the same prompt turn; otherwise the line mixes formats (below).
+        (Some(Field::Text(_)), Field::Chat(c), Field::Chat(r))
+            if c.first().is_some_and(|m| m.role != Role::Assistant) && c.first() == r.first() =>
+        {
+            chat::implicit_prompt(template, &c, &r)
         }
         (prompt, chosen, rejected) => {
             let (name, odd) = if chosen.describe() != rejected.describe() {
@@ -139,6 +157,27 @@ mod tests {
         // An empty prompt is allowed; the model then scores the completion from its second token.
         let line = r#"{"prompt": "", "chosen": "a", "rejected": "b"}"#;
         assert_eq!(plain(line), owned("", "a", "b"));
+    }
+
+    #[test]
+    fn text_prompt_beside_whole_conversations() {
+        let turns = |reply: &str| {
+            format!(
+                r#"[{{"role": "user", "content": "hi"}}, {{"role": "assistant", "content": "{reply}"}}]"#
+            )
+        };
+        let (c, r) = (turns("hello"), turns("go away"));
+        // ultrafeedback_binarized: the text prompt repeats the user turn and is ignored.
+        let line = format!(r#"{{"prompt": "hi", "chosen": {c}, "rejected": {r}}}"#);
+        let implicit = format!(r#"{{"chosen": {c}, "rejected": {r}}}"#);
+        assert_eq!(plain(&line), plain(&implicit));
+        // Without a shared first turn the text prompt would be lost: mixed formats.
+        let replies = r#""chosen": [{"role": "assistant", "content": "a"}],
+            "rejected": [{"role": "assistant", "content": "b"}]"#;
+        let line = format!(r#"{{"prompt": "p", {replies}}}"#).replace('\n', " ");
+        let b = parse_line(&line, &ChatTemplate::default_plain()).unwrap_err();
+        assert_eq!(b.field, "prompt");
+        assert!(b.message.contains("same format"), "{}", b.message);
     }
 
     #[test]

@@ -1,10 +1,26 @@
 //! Chat templates: turn a list of chat messages into the exact text the model sees.
 
-use minijinja::{Environment, Error, ErrorKind, State, Value, context};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chrono::NaiveDateTime;
+use minijinja::{Environment, Error, ErrorKind, Value};
 use serde::Serialize;
 
 /// Name under which the Jinja source is stored in its environment.
 const TEMPLATE_NAME: &str = "chat_template";
+
+/// The special tokens transformers hands every template (its `special_tokens_map`), named as
+/// the `tokenizer_config.json` fields they come from.
+const SPECIAL_TOKENS: [&str; 7] = [
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+];
 
 /// The roles a preference-data message may have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -51,8 +67,8 @@ pub struct ChatTemplate {
 #[derive(Clone, Debug)]
 struct JinjaTemplate {
     env: Environment<'static>,
-    bos_token: String,
-    eos_token: String,
+    /// The special tokens the config sets; the others stay undefined, as in transformers.
+    special_tokens: Vec<(&'static str, String)>,
 }
 
 impl ChatTemplate {
@@ -61,35 +77,51 @@ impl ChatTemplate {
         ChatTemplate { jinja: None }
     }
 
-    /// Reads `chat_template`, `bos_token` and `eos_token` from a `tokenizer_config.json`.
-    /// Without a `chat_template` the plain default is used.
+    /// Reads `chat_template` and the special tokens (`bos_token`, `eos_token`, ...) from a
+    /// `tokenizer_config.json`. Without a `chat_template` the plain default is used.
     pub fn from_tokenizer_config(json: &str) -> Result<ChatTemplate, String> {
-        let config: serde_json::Value =
-            serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+        let config = parse_config(json)?;
         let Some(source) = template_source(&config)? else {
             return Ok(ChatTemplate::default_plain());
         };
-        let mut env = Environment::new();
-        // Hugging Face renders with these jinja2 settings; without them whitespace differs.
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        // Many templates guard against bad input with this helper (it is not part of Jinja).
-        env.add_function(
-            "raise_exception",
-            |message: String| -> Result<Value, Error> {
-                Err(Error::new(ErrorKind::InvalidOperation, message))
-            },
-        );
-        env.set_unknown_method_callback(python_string_methods);
-        env.add_template_owned(TEMPLATE_NAME, source)
+        let tokens = special_tokens(&config)?;
+        let jinja = JinjaTemplate::new(source, tokens)
             .map_err(|e| format!("field `chat_template`: {e}"))?;
-        Ok(ChatTemplate {
-            jinja: Some(JinjaTemplate {
-                env,
-                bos_token: special_token(&config, "bos_token")?.unwrap_or_default(),
-                eos_token: special_token(&config, "eos_token")?.unwrap_or_default(),
-            }),
-        })
+        Ok(ChatTemplate { jinja: Some(jinja) })
+    }
+
+    /// The template of a model folder as transformers picks it: a `chat_template.jinja` file
+    /// (what transformers 5 saves) over the `chat_template` of `tokenizer_config.json`, with
+    /// the special tokens of `tokenizer_config.json` either way. `None`: the folder lacks that
+    /// file. Errors start with the name of the file at fault.
+    pub fn from_model_files(
+        chat_template_jinja: Option<&str>,
+        tokenizer_config: Option<&str>,
+    ) -> Result<ChatTemplate, String> {
+        let in_config = |e: String| format!("tokenizer_config.json: {e}");
+        let Some(source) = chat_template_jinja else {
+            return match tokenizer_config {
+                Some(json) => ChatTemplate::from_tokenizer_config(json).map_err(in_config),
+                None => Ok(ChatTemplate::default_plain()),
+            };
+        };
+        let config = match tokenizer_config {
+            Some(json) => parse_config(json).map_err(in_config)?,
+            None => serde_json::Value::Null,
+        };
+        let tokens = special_tokens(&config).map_err(in_config)?;
+        let jinja = JinjaTemplate::new(source.to_owned(), tokens)
+            .map_err(|e| format!("chat_template.jinja: {e}"))?;
+        Ok(ChatTemplate { jinja: Some(jinja) })
+    }
+
+    /// Dates as of `now` instead of the local clock's: `strftime_now`, with which Llama 3.x
+    /// templates write today's date into every prompt, then renders the same on any day.
+    pub fn with_fixed_time(mut self, now: NaiveDateTime) -> ChatTemplate {
+        if let Some(jinja) = &mut self.jinja {
+            add_strftime_now(&mut jinja.env, move || now);
+        }
+        self
     }
 
     /// Renders `messages`; with `add_generation_prompt` the text ends where the assistant's
@@ -116,15 +148,72 @@ impl ChatTemplate {
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(|e| e.to_string())?;
+        let mut context: BTreeMap<&str, Value> = jinja
+            .special_tokens
+            .iter()
+            .map(|(name, token)| (*name, Value::from(token.as_str())))
+            .collect();
+        context.insert("messages", Value::from_serialize(messages));
+        context.insert("add_generation_prompt", Value::from(add_generation_prompt));
         template
-            .render(context! {
-                messages => messages,
-                add_generation_prompt => add_generation_prompt,
-                bos_token => &jinja.bos_token,
-                eos_token => &jinja.eos_token,
-            })
+            .render(context)
             .map_err(|e| format!("chat template failed: {e}"))
     }
+}
+
+impl JinjaTemplate {
+    /// Compiles `source` in an environment like the one transformers renders templates in.
+    fn new(
+        source: String,
+        special_tokens: Vec<(&'static str, String)>,
+    ) -> Result<JinjaTemplate, Error> {
+        let mut env = Environment::new();
+        // transformers renders with these jinja2 settings; without them whitespace differs.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        // The globals transformers adds (they are not part of Jinja).
+        env.add_function(
+            "raise_exception",
+            |message: String| -> Result<Value, Error> {
+                Err(Error::new(ErrorKind::InvalidOperation, message))
+            },
+        );
+        add_strftime_now(&mut env, || chrono::Local::now().naive_local());
+        // Templates are written for Python's jinja2, where strings have methods such as
+        // `.strip()`; minijinja's own values have none.
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_template_owned(TEMPLATE_NAME, source)?;
+        Ok(JinjaTemplate {
+            env,
+            special_tokens,
+        })
+    }
+}
+
+/// transformers' `strftime_now(format)`: the time `now` gives (naive, as Python's
+/// `datetime.now()`) in Python's strftime codes.
+fn add_strftime_now(
+    env: &mut Environment<'static>,
+    now: impl Fn() -> NaiveDateTime + Send + Sync + 'static,
+) {
+    env.add_function(
+        "strftime_now",
+        move |format: &str| -> Result<String, Error> {
+            let mut text = String::new();
+            // An unknown code fails the write (`to_string` would panic).
+            write!(text, "{}", now().format(format)).map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("strftime_now: unsupported format {format:?}"),
+                )
+            })?;
+            Ok(text)
+        },
+    );
+}
+
+fn parse_config(json: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))
 }
 
 /// `chat_template` is a string, or (newer configs) a list of named templates of which we
@@ -141,6 +230,17 @@ fn template_source(config: &serde_json::Value) -> Result<Option<String>, String>
             .ok_or_else(|| "field `chat_template`: no template named \"default\"".to_owned()),
         Some(_) => Err("field `chat_template`: expected a string".to_owned()),
     }
+}
+
+/// The special tokens a `tokenizer_config.json` sets, by field name.
+fn special_tokens(config: &serde_json::Value) -> Result<Vec<(&'static str, String)>, String> {
+    let mut found = Vec::new();
+    for name in SPECIAL_TOKENS {
+        if let Some(token) = special_token(config, name)? {
+            found.push((name, token));
+        }
+    }
+    Ok(found)
 }
 
 /// A special token of a `tokenizer_config.json`, written either as a plain string or as a
@@ -160,39 +260,6 @@ pub(super) fn special_token(
                 format!("field `{key}`: expected a string or an object with \"content\"")
             }),
     }
-}
-
-/// Templates are written for Python's jinja2, where strings have methods such as `.strip()`;
-/// minijinja has none, so the handful that chat templates use are provided here.
-fn python_string_methods(
-    _state: &State,
-    value: &Value,
-    method: &str,
-    args: &[Value],
-) -> Result<Value, Error> {
-    let unknown = || {
-        Error::new(
-            ErrorKind::UnknownMethod,
-            format!("string has no method {method}"),
-        )
-    };
-    let Some(s) = value.as_str() else {
-        return Err(Error::from(ErrorKind::UnknownMethod));
-    };
-    let arg = match args {
-        [] => None,
-        [a] => Some(a.as_str().ok_or_else(unknown)?),
-        _ => return Err(unknown()),
-    };
-    let strip_set = |c: char| arg.map_or(c.is_whitespace(), |set| set.contains(c));
-    Ok(match (method, arg) {
-        ("strip", _) => Value::from(s.trim_matches(strip_set)),
-        ("lstrip", _) => Value::from(s.trim_start_matches(strip_set)),
-        ("rstrip", _) => Value::from(s.trim_end_matches(strip_set)),
-        ("startswith", Some(prefix)) => Value::from(s.starts_with(prefix)),
-        ("endswith", Some(suffix)) => Value::from(s.ends_with(suffix)),
-        _ => return Err(unknown()),
-    })
 }
 
 #[cfg(test)]
@@ -246,6 +313,35 @@ mod tests {
         );
         let err = t.render(&[msg(Role::Assistant, "x")], false).unwrap_err();
         assert!(err.contains("user first"), "{err}");
+    }
+
+    #[test]
+    fn jinja_file_over_config_and_fixed_time() {
+        let config = r#"{"chat_template": "config", "bos_token": "<s>"}"#;
+        let source = "{{ bos_token }}{{ strftime_now('%d %b %Y') }}{{ eos_token is defined }}";
+        let t = ChatTemplate::from_model_files(Some(source), Some(config)).unwrap();
+        let now = NaiveDateTime::parse_from_str("2024-07-06 10:00", "%Y-%m-%d %H:%M").unwrap();
+        let t = t.with_fixed_time(now);
+        assert_eq!(t.render(&[], false).unwrap(), "<s>06 Jul 2024False");
+        let t = ChatTemplate::from_model_files(None, Some(config)).unwrap();
+        assert_eq!(t.render(&[], false).unwrap(), "config");
+        let err = ChatTemplate::from_model_files(Some("{% if %}"), Some(config)).unwrap_err();
+        assert!(err.starts_with("chat_template.jinja: "), "{err}");
+        let err = ChatTemplate::from_model_files(Some("x"), Some(r#"{"eos_token": 1}"#));
+        assert!(
+            err.unwrap_err()
+                .starts_with("tokenizer_config.json: field `eos_token`")
+        );
+    }
+
+    #[test]
+    fn python_methods_and_loop_controls() {
+        let source = "{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}\
+            {{ m.content.split('|')[-1].lstrip('-') }}{{ m.role | tojson }}{% endfor %}";
+        let config = serde_json::json!({ "chat_template": source }).to_string();
+        let t = ChatTemplate::from_tokenizer_config(&config).unwrap();
+        let m = [msg(Role::User, "x|--y"), msg(Role::User, "z")];
+        assert_eq!(t.render(&m, false).unwrap(), r#"y"user""#);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Hugging Face model folders: `config.json`, `model.safetensors`, `tokenizer.json` and, when
-//! the model has one, `tokenizer_config.json` (EOS token, chat template).
+//! the model has them, `tokenizer_config.json` (special tokens, chat template) and
+//! `chat_template.jinja` (the chat template as transformers 5 saves it).
 //!
 //! Everything works on bytes so that the browser can hand over files a user picked; reading
 //! and writing folders on disk is a thin native layer on top.
@@ -20,6 +21,7 @@ pub const CONFIG: &str = "config.json";
 pub const WEIGHTS: &str = "model.safetensors";
 pub const TOKENIZER: &str = "tokenizer.json";
 pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
+pub const CHAT_TEMPLATE: &str = "chat_template.jinja";
 
 /// The files of a model folder, as bytes.
 #[derive(Clone, Debug, Default)]
@@ -28,6 +30,8 @@ pub struct ModelFiles {
     pub weights: Vec<u8>,
     pub tokenizer: Vec<u8>,
     pub tokenizer_config: Option<Vec<u8>>,
+    /// Preferred to `tokenizer_config.json`'s `chat_template`, as transformers does.
+    pub chat_template: Option<Vec<u8>>,
 }
 
 /// Checks a model folder's files without touching a device: config, tokenizer, chat template,
@@ -86,10 +90,15 @@ pub fn parse_config(bytes: &[u8]) -> Result<ModelConfig, String> {
     // Parsed again as the family's type, so that errors name the line and the field.
     let config = match model_type.as_str() {
         "gpt2" => ModelConfig::Gpt2(json::from_slice(bytes)?),
-        "llama" => ModelConfig::Llama(json::from_slice(bytes)?),
+        kind if crate::model::llama::Family::parse(kind).is_some() => {
+            let mut config: crate::model::LlamaConfig = json::from_slice(bytes)?;
+            config.file = value.as_object().cloned();
+            ModelConfig::Llama(config)
+        }
         other => {
             return Err(format!(
-                "field `model_type`: `{other}` is not supported (gpt2 or llama)"
+                "field `model_type`: `{other}` is not supported (gpt2, {})",
+                crate::model::llama::Family::NAMES.join(", ")
             ));
         }
     };
@@ -104,16 +113,16 @@ fn parse<'a>(
 ) -> Result<(ModelInfo, SafetensorsSource<'a>), Error> {
     let bad = |file: &str, message: String| Error::Input(format!("{source}/{file}: {message}"));
     let config = parse_config(&files.config).map_err(|e| bad(CONFIG, e))?;
-    let tokenizer_config = match &files.tokenizer_config {
-        Some(bytes) => Some(
-            std::str::from_utf8(bytes)
-                .map_err(|e| bad(TOKENIZER_CONFIG, format!("not UTF-8: {e}")))?
-                .to_string(),
-        ),
-        None => None,
+    let text = |bytes: &'a Option<Vec<u8>>, file: &str| match bytes {
+        Some(bytes) => std::str::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| bad(file, format!("not UTF-8: {e}"))),
+        None => Ok(None),
     };
+    let tokenizer_config = text(&files.tokenizer_config, TOKENIZER_CONFIG)?;
+    let chat_template = text(&files.chat_template, CHAT_TEMPLATE)?;
     // Its errors start with the name of the file at fault.
-    let tokenizer = TextTokenizer::from_bytes(&files.tokenizer, tokenizer_config.as_deref())
+    let tokenizer = TextTokenizer::from_bytes(&files.tokenizer, tokenizer_config)
         .map_err(|e| Error::Input(format!("{source}/{e}")))?;
     if tokenizer.vocab_size() > config.vocab_size() {
         return Err(bad(
@@ -125,12 +134,9 @@ fn parse<'a>(
             ),
         ));
     }
-    let template = match &tokenizer_config {
-        Some(text) => {
-            ChatTemplate::from_tokenizer_config(text).map_err(|e| bad(TOKENIZER_CONFIG, e))?
-        }
-        None => ChatTemplate::default_plain(),
-    };
+    // Its errors start with the name of the file at fault too.
+    let template = ChatTemplate::from_model_files(chat_template, tokenizer_config)
+        .map_err(|e| Error::Input(format!("{source}/{e}")))?;
     crate::io::header::check(&files.weights).map_err(|e| bad(WEIGHTS, e))?;
     let tensors = SafeTensors::deserialize(&files.weights)
         .map_err(|e| bad(WEIGHTS, format!("not a valid safetensors file: {e}")))?;
@@ -155,6 +161,7 @@ fn parse<'a>(
         tokenizer,
         template,
         tokenizer_config: files.tokenizer_config.clone(),
+        chat_template: files.chat_template.clone(),
     };
     Ok((info, SafetensorsSource { tensors }))
 }
@@ -251,7 +258,7 @@ pub(crate) async fn safetensors_bytes(named: Vec<NamedTensor>) -> Result<Vec<u8>
 }
 
 /// The folder's files for `model`: weights read back from the device (awaited, so this
-/// works in the browser too), config, tokenizer and tokenizer config.
+/// works in the browser too), config, tokenizer, tokenizer config and chat template file.
 pub async fn export(model: &CausalLm, info: &ModelInfo) -> Result<ModelFiles, Error> {
     let tokenizer = &info.tokenizer;
     // A model with adapters is written with them merged: a plain model folder.
@@ -272,6 +279,7 @@ pub async fn export(model: &CausalLm, info: &ModelInfo) -> Result<ModelFiles, Er
             Some(bytes) => bytes.clone(),
             None => serde_json::to_vec_pretty(&default_tokenizer_config).expect("json"),
         }),
+        chat_template: info.chat_template.clone(),
     })
 }
 
@@ -301,15 +309,16 @@ mod native {
                 dir.display()
             )));
         }
-        let tokenizer_config = dir.join(TOKENIZER_CONFIG);
+        let optional = |name: &str| match dir.join(name).exists() {
+            true => read(name).map(Some),
+            false => Ok(None),
+        };
         Ok(ModelFiles {
             config: read(CONFIG)?,
             weights: read(WEIGHTS)?,
             tokenizer: read(TOKENIZER)?,
-            tokenizer_config: match tokenizer_config.exists() {
-                true => Some(read(TOKENIZER_CONFIG)?),
-                false => None,
-            },
+            tokenizer_config: optional(TOKENIZER_CONFIG)?,
+            chat_template: optional(CHAT_TEMPLATE)?,
         })
     }
 

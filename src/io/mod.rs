@@ -1,5 +1,5 @@
-//! Files in and out: Hugging Face model folders, safetensors headers, atomic writes and
-//! checkpoints.
+//! Files in and out: Hugging Face model folders, safetensors headers, atomic writes,
+//! checkpoints and hub ids in the local Hugging Face cache.
 
 #[cfg(not(target_family = "wasm"))]
 pub mod atomic;
@@ -7,6 +7,8 @@ pub mod atomic;
 pub mod checkpoint;
 pub mod header;
 pub mod hf;
+#[cfg(not(target_family = "wasm"))]
+pub mod hub;
 pub mod json;
 pub mod peft;
 
@@ -32,6 +34,9 @@ impl Saved {
                 ];
                 if let Some(bytes) = &files.tokenizer_config {
                     all.push((hf::TOKENIZER_CONFIG, bytes));
+                }
+                if let Some(bytes) = &files.chat_template {
+                    all.push((hf::CHAT_TEMPLATE, bytes));
                 }
                 all
             }

@@ -6,13 +6,14 @@
 //! folder created. Then the caller chooses the device and runs the job.
 //!
 //! A training run is the library's one driver ([`crate::train::Run`]); what this module adds
-//! is the run folder: `metrics.jsonl`, `train_config.json`, `sft/` (the SFT model, DPO's
-//! reference), `final/` and `checkpoints/step-…/` (model, optimizer moments, trainer state;
-//! the newest few kept), all written atomically; `--resume` continues from the newest
-//! checkpoint.
+//! is the run folder: `metrics.jsonl`, `train_config.json`, `run_inputs.json` (data and model
+//! paths, for `dpo handoff`), `sft/` (the SFT model, DPO's reference), `final/` and
+//! `checkpoints/step-…/` (model, optimizer moments, trainer state; the newest few kept), all
+//! written atomically; `--resume` continues from the newest checkpoint.
 
 mod eval;
 mod folder;
+pub mod handoff;
 mod settings;
 
 use std::fs;
@@ -147,6 +148,11 @@ pub fn train(
     let config_json = serde_json::to_vec_pretty(run.config()).expect("config serializes");
     fs::create_dir_all(out).map_err(write_error(out))?;
     atomic::write_file(&out.join(CONFIG), &config_json).map_err(write_error(&out.join(CONFIG)))?;
+    // What else the run read, for `dpo handoff` (train_config.json holds only settings).
+    let inputs = handoff::RunInputs::of(&job);
+    let inputs_json = serde_json::to_vec_pretty(&inputs).expect("paths serialize");
+    let inputs_path = out.join(handoff::INPUTS);
+    atomic::write_file(&inputs_path, &inputs_json).map_err(write_error(&inputs_path))?;
     let checkpoints = Checkpoints::new(out, job.keep_checkpoints);
     truncate_metrics(out, run.steps_done())?;
     match resumed {

@@ -16,6 +16,8 @@ pub struct ModelInfo {
     /// `tokenizer_config.json` as found, written back unchanged on export (`None`: a model
     /// made here, which gets a minimal one).
     pub tokenizer_config: Option<Vec<u8>>,
+    /// `chat_template.jinja` as found, written back unchanged on export.
+    pub chat_template: Option<Vec<u8>>,
 }
 
 impl ModelInfo {
@@ -31,6 +33,7 @@ impl ModelInfo {
             tokenizer,
             template: ChatTemplate::default_plain(),
             tokenizer_config: None,
+            chat_template: None,
         }
     }
 

@@ -1,6 +1,8 @@
-//! The Llama family (Llama 2/3-style blocks, SmolLM2, TinyLlama...): RMSNorm, rotary
-//! position embeddings in Hugging Face's half-split layout, grouped-query attention and a
-//! SwiGLU MLP, with the head tied to the token embedding or separate.
+//! The Llama family and its close relatives (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2/2.5,
+//! Qwen3): RMSNorm, rotary position embeddings, grouped-query attention and a SwiGLU MLP, with
+//! the head tied to the token embedding or separate. The relatives differ in a few switches,
+//! read from `model_type` ([`Family`]): Qwen2 has biases on q/k/v, Qwen3 normalizes each
+//! query and key head (`q_norm`, `k_norm`), Mistral and Qwen may use a sliding window.
 //!
 //! Field names follow Hugging Face's `LlamaForCausalLM` (`embed_tokens`, `layers.0.self_attn.q_proj`,
 //! ...). Its projections are `nn.Linear`, stored [d_out, d_in]; `Projection` keeps that layout
@@ -11,15 +13,40 @@ use burn::nn::{Embedding, EmbeddingConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::lora::{Compute, Layout};
+use super::rope::{Rope, RopeSettings};
+
+/// The `model_type`s this module computes, and what sets them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Llama,
+    Mistral,
+    Qwen2,
+    Qwen3,
+}
+
+impl Family {
+    pub const NAMES: [&'static str; 4] = ["llama", "mistral", "qwen2", "qwen3"];
+
+    pub fn parse(model_type: &str) -> Option<Family> {
+        let all = [Family::Llama, Family::Mistral, Family::Qwen2, Family::Qwen3];
+        all.into_iter().find(|f| f.name() == model_type)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
 
 /// The fields of Hugging Face's `LlamaConfig` that change the computation; every other field
 /// of the file is kept in `extra` and written back unchanged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -58,8 +85,16 @@ pub struct LlamaConfig {
     pub eos_token_id: Option<serde_json::Value>,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// The file as read, which export writes back as it was (plus an EOS the tokenizer
+    /// supplies): the fields' defaults above are for reading, not for writing into a file
+    /// that left them out (Qwen2's config has no `attention_bias`, for one).
+    #[serde(skip)]
+    pub file: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+fn default_model_type() -> String {
+    "llama".into()
+}
 fn default_positions() -> usize {
     2048
 }
@@ -71,22 +106,78 @@ fn default_act() -> String {
 }
 
 impl LlamaConfig {
-    pub fn head_dim(&self) -> usize {
-        self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    /// The family `model_type` names (checked by `validate`; Llama's when unknown).
+    pub fn family(&self) -> Family {
+        Family::parse(&self.model_type).unwrap_or(Family::Llama)
     }
 
-    /// The rotary base: `rope_parameters.rope_theta` (transformers 5), else `rope_theta`,
-    /// else Llama's 10000.
-    pub fn rope_theta(&self) -> f64 {
-        let nested = self
-            .rope_parameters
-            .as_ref()
-            .and_then(|p| p.get("rope_theta"));
-        nested
-            .and_then(serde_json::Value::as_f64)
-            .or(self.rope_theta)
-            .unwrap_or(10000.0)
+    /// Width of one head: `head_dim`, else Qwen3's default of 128, else hidden / heads.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim.unwrap_or(match self.family() {
+            Family::Qwen3 => 128,
+            _ => self.hidden_size / self.num_attention_heads.max(1),
+        })
+    }
+
+    pub fn rope(&self) -> Result<RopeSettings, String> {
+        RopeSettings::from_config(
+            self.rope_theta,
+            self.rope_parameters.as_ref(),
+            self.rope_scaling.as_ref(),
+            self.max_position_embeddings,
+        )
+    }
+
+    /// Whether (q, k, v, o) projections carry biases: Qwen2's q/k/v always do; the others
+    /// follow `attention_bias`.
+    fn attention_biases(&self) -> [bool; 4] {
+        match self.family() {
+            Family::Qwen2 => [true, true, true, false],
+            _ => [self.attention_bias; 4],
+        }
+    }
+
+    /// The sliding attention window, when some layer uses one: Mistral's `sliding_window`
+    /// (4096 when the field is absent), Qwen's only with `use_sliding_window`. Sequences up
+    /// to the window attend exactly as full causal attention, which is all this code computes.
+    pub fn sliding_window(&self) -> Result<Option<usize>, String> {
+        let field = |name: &str| self.extra.get(name).filter(|v| !v.is_null());
+        let enabled = match self.family() {
+            Family::Llama => false,
+            Family::Mistral => true,
+            Family::Qwen2 | Family::Qwen3 => match field("use_sliding_window") {
+                None => false,
+                Some(v) => v
+                    .as_bool()
+                    .ok_or("field `use_sliding_window` must be true or false")?,
+            },
+        };
+        let absent = !self.extra.contains_key("sliding_window");
+        match (enabled, field("sliding_window")) {
+            (false, _) => Ok(None),
+            (true, None) if absent => Ok(Some(4096)),
+            (true, None) => Ok(None),
+            (true, Some(v)) => match v.as_u64() {
+                Some(w) if w > 0 => Ok(Some(w as usize)),
+                _ => Err("field `sliding_window` must be a positive integer or null".into()),
+            },
+        }
+    }
+
+    /// Longest sequence computed exactly: the position table's, or a shorter sliding window.
+    pub fn max_positions(&self) -> usize {
+        let window = self.sliding_window().ok().flatten();
+        window.map_or(self.max_position_embeddings, |w| {
+            w.min(self.max_position_embeddings)
+        })
+    }
+
+    /// The field that sets `max_positions`.
+    pub fn positions_field(&self) -> &'static str {
+        match self.sliding_window() {
+            Ok(Some(w)) if w < self.max_position_embeddings => "sliding_window",
+            _ => "max_position_embeddings",
+        }
     }
 
     pub fn kv_heads(&self) -> usize {
@@ -124,23 +215,15 @@ impl LlamaConfig {
                 self.hidden_act
             ));
         }
-        if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err("field `rope_scaling`: scaled rotary embeddings are not supported".into());
+        if Family::parse(&self.model_type).is_none() {
+            return Err(format!(
+                "field `model_type`: `{}` is not supported ({})",
+                self.model_type,
+                Family::NAMES.join(", ")
+            ));
         }
-        if let Some(params) = &self.rope_parameters {
-            let kind = params
-                .get("rope_type")
-                .and_then(|t| t.as_str())
-                .unwrap_or("default");
-            if kind != "default" {
-                return Err(format!(
-                    "field `rope_parameters.rope_type`: `{kind}` is not supported (default)"
-                ));
-            }
-        }
-        if !(self.rope_theta() > 0.0) {
-            return Err("field `rope_theta` must be positive".into());
-        }
+        self.rope()?;
+        self.sliding_window()?;
         Ok(())
     }
 }
@@ -152,8 +235,10 @@ pub struct Llama {
     pub norm: RmsNorm,
     /// A separate output head, or `None` when it is tied to `embed_tokens`.
     pub lm_head: Option<Projection>,
-    rope_theta: f64,
     max_positions: usize,
+    /// The rotary frequencies, one per pair of head dimensions.
+    #[module(skip)]
+    inv_freq: Vec<f32>,
     #[module(skip)]
     pub compute: Compute,
 }
@@ -172,6 +257,9 @@ pub struct Attention {
     pub k_proj: Projection,
     pub v_proj: Projection,
     pub o_proj: Projection,
+    /// Qwen3's per-head RMSNorm of queries and keys, before the rotation.
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -218,15 +306,24 @@ impl Llama {
                 .with_epsilon(config.rms_norm_eps)
                 .init(device)
         };
-        let attn_proj = |d_in, d_out| Projection::new(d_in, d_out, config.attention_bias, device);
+        let [q_bias, k_bias, v_bias, o_bias] = config.attention_biases();
         let mlp_proj = |d_in, d_out| Projection::new(d_in, d_out, config.mlp_bias, device);
+        let head_norm = || {
+            (config.family() == Family::Qwen3).then(|| {
+                RmsNormConfig::new(head_dim)
+                    .with_epsilon(config.rms_norm_eps)
+                    .init(device)
+            })
+        };
         let layer = || Layer {
             input_layernorm: norm(),
             self_attn: Attention {
-                q_proj: attn_proj(d, heads * head_dim),
-                k_proj: attn_proj(d, kv_heads * head_dim),
-                v_proj: attn_proj(d, kv_heads * head_dim),
-                o_proj: attn_proj(heads * head_dim, d),
+                q_proj: Projection::new(d, heads * head_dim, q_bias, device),
+                k_proj: Projection::new(d, kv_heads * head_dim, k_bias, device),
+                v_proj: Projection::new(d, kv_heads * head_dim, v_bias, device),
+                o_proj: Projection::new(heads * head_dim, d, o_bias, device),
+                q_norm: head_norm(),
+                k_norm: head_norm(),
                 heads,
                 kv_heads,
                 head_dim,
@@ -244,8 +341,11 @@ impl Llama {
             norm: norm(),
             lm_head: (!config.tie_word_embeddings)
                 .then(|| Projection::new(d, config.vocab_size, false, device)),
-            rope_theta: config.rope_theta(),
-            max_positions: config.max_position_embeddings,
+            max_positions: config.max_positions(),
+            inv_freq: config
+                .rope()
+                .expect("LlamaConfig::validate checked the rotary settings")
+                .inv_freq(head_dim),
             compute: Compute::default(),
         }
     }
@@ -255,8 +355,7 @@ impl Llama {
         let [_, seq] = ids.dims();
         let device = ids.device();
         let mut x = self.embed_tokens.forward(ids);
-        let head_dim = self.layers.first().map_or(2, |l| l.self_attn.head_dim);
-        let rope = Rope::new(seq, head_dim, self.rope_theta, &device);
+        let rope = Rope::new(seq, &self.inv_freq, &device);
         for layer in &self.layers {
             x = layer.forward(x, &rope, self.compute);
         }
@@ -292,14 +391,19 @@ impl Layer {
 impl Attention {
     fn forward(&self, x: Tensor<3>, rope: &Rope, compute: Compute) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
-        let heads = |proj: &Projection, count: usize| {
-            proj.forward(x.clone(), compute)
-                .reshape([batch, seq, count, self.head_dim])
-                .swap_dims(1, 2)
+        let heads = |proj: &Projection, count: usize, norm: Option<&RmsNorm>| {
+            let y = proj
+                .forward(x.clone(), compute)
+                .reshape([batch, seq, count, self.head_dim]);
+            let y = match norm {
+                Some(norm) => norm.forward(y),
+                None => y,
+            };
+            y.swap_dims(1, 2)
         };
-        let q = rope.apply(heads(&self.q_proj, self.heads));
-        let k = rope.apply(heads(&self.k_proj, self.kv_heads));
-        let v = heads(&self.v_proj, self.kv_heads);
+        let q = rope.apply(heads(&self.q_proj, self.heads, self.q_norm.as_ref()));
+        let k = rope.apply(heads(&self.k_proj, self.kv_heads, self.k_norm.as_ref()));
+        let v = heads(&self.v_proj, self.kv_heads, None);
         // Each key/value head serves `group` consecutive query heads (transformers' repeat_kv).
         let group = self.heads / self.kv_heads;
         let share = |t: Tensor<4>| {
@@ -329,50 +433,5 @@ impl Mlp {
         let gate = silu(self.gate_proj.forward(x.clone(), compute));
         self.down_proj
             .forward(gate * self.up_proj.forward(x, compute), compute)
-    }
-}
-
-/// Rotary embeddings for positions 0..seq in the half-split layout: dimension i pairs with
-/// i + head_dim/2 (transformers' `rotate_half`), not with its neighbour.
-struct Rope {
-    cos: Tensor<4>,
-    sin: Tensor<4>,
-}
-
-impl Rope {
-    fn new(seq: usize, head_dim: usize, theta: f64, device: &Device) -> Self {
-        let half = head_dim / 2;
-        // The angles in f32, computed as transformers computes them, so that positions far
-        // into a long sequence round the same way.
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
-            .collect();
-        let mut cos = Vec::with_capacity(seq * head_dim);
-        let mut sin = Vec::with_capacity(seq * head_dim);
-        for position in 0..seq {
-            // cos/sin repeat for the second half: the two halves share frequencies.
-            for _ in 0..2 {
-                for f in &inv_freq {
-                    let angle = position as f32 * f;
-                    cos.push(angle.cos());
-                    sin.push(angle.sin());
-                }
-            }
-        }
-        let table =
-            |values| Tensor::from_data(TensorData::new(values, [1, 1, seq, head_dim]), device);
-        Rope {
-            cos: table(cos),
-            sin: table(sin),
-        }
-    }
-
-    /// x [batch, heads, seq, head_dim] rotated by position.
-    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
-        let half = x.dims()[3] / 2;
-        let first = x.clone().narrow(3, 0, half);
-        let second = x.clone().narrow(3, half, half);
-        let rotated = Tensor::cat(vec![second.neg(), first], 3);
-        x * self.cos.clone() + rotated * self.sin.clone()
     }
 }

@@ -1,4 +1,4 @@
-//! The language models: GPT-2 and the Llama family, with Hugging Face-compatible parameter
+//! The language models: GPT-2 and the Llama family (with Mistral and Qwen), with Hugging Face-compatible parameter
 //! names. Everything outside this module sees one type, [`CausalLm`], and one configuration,
 //! [`ModelConfig`]; the family is read from `config.json`'s `model_type`.
 
@@ -8,6 +8,7 @@ mod info;
 pub mod llama;
 pub mod lora;
 pub mod precision;
+mod rope;
 pub mod weights;
 
 use burn::module::Module;
@@ -145,7 +146,10 @@ impl ModelConfig {
     pub fn to_json(&self) -> Vec<u8> {
         match self {
             ModelConfig::Gpt2(c) => serde_json::to_vec_pretty(c),
-            ModelConfig::Llama(c) => serde_json::to_vec_pretty(c),
+            ModelConfig::Llama(c) => match &c.file {
+                Some(file) => serde_json::to_vec_pretty(file),
+                None => serde_json::to_vec_pretty(c),
+            },
         }
         .expect("a config serializes")
     }
@@ -175,7 +179,7 @@ impl ModelConfig {
     pub fn max_positions(&self) -> usize {
         match self {
             ModelConfig::Gpt2(c) => c.n_positions,
-            ModelConfig::Llama(c) => c.max_position_embeddings,
+            ModelConfig::Llama(c) => c.max_positions(),
         }
     }
 
@@ -183,7 +187,7 @@ impl ModelConfig {
     pub fn positions_field(&self) -> &'static str {
         match self {
             ModelConfig::Gpt2(_) => "n_positions",
-            ModelConfig::Llama(_) => "max_position_embeddings",
+            ModelConfig::Llama(c) => c.positions_field(),
         }
     }
 
@@ -191,7 +195,7 @@ impl ModelConfig {
     pub fn family(&self) -> &'static str {
         match self {
             ModelConfig::Gpt2(_) => "gpt2",
-            ModelConfig::Llama(_) => "llama",
+            ModelConfig::Llama(c) => c.family().name(),
         }
     }
 
@@ -213,6 +217,9 @@ impl ModelConfig {
             ModelConfig::Llama(c) => {
                 let id = || Some(serde_json::Value::from(eos));
                 c.eos_token_id = c.eos_token_id.take().filter(|v| !v.is_null()).or_else(id);
+                if let (Some(file), Some(eos)) = (&mut c.file, &c.eos_token_id) {
+                    file.insert("eos_token_id".into(), eos.clone());
+                }
             }
         }
     }

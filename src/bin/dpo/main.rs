@@ -5,6 +5,8 @@
 //! (one line on stderr), 1 anything else.
 
 mod experiments;
+mod handoff;
+mod hub;
 mod lora;
 mod progress;
 
@@ -20,6 +22,8 @@ use dpo::generate::{SamplingConfig, mean_reward};
 use dpo::jobs::{self, TrainJob};
 use dpo::train::Report;
 use experiments::{BenchArgs, FrontierArgs, bench_cmd, frontier_cmd};
+use handoff::{HandoffArgs, handoff_cmd};
+use hub::RevisionArg;
 use lora::LoraArgs;
 use progress::Reporter;
 
@@ -49,19 +53,33 @@ enum Command {
     /// The reward-vs-KL experiment on the shipped task: DPO at several betas per loss type,
     /// writing reward_kl.json and reward_kl.svg.
     Frontier(FrontierArgs),
+    /// Write TRL + accelerate files (DPOConfig YAML, accelerate config, launch command) that run
+    /// a run folder's training on many GPUs.
+    Handoff(HandoffArgs),
 }
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Preference pairs (JSONL: prompt/chosen/rejected, chosen/rejected, or conversational). Default: the shipped task.
+    /// Preference pairs (JSONL: prompt/chosen/rejected, chosen/rejected, or conversational;
+    /// Parquet; .jsonl.gz), or a dataset id in the Hugging Face cache or a dataset folder, with
+    /// --split. Default: the shipped task.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// The split of a dataset --data names.
+    #[arg(long, default_value = "train")]
+    split: String,
     /// Held-out pairs evaluated at the end. Default: the shipped held-out file when training on the shipped task.
     #[arg(long)]
     eval_data: Option<PathBuf>,
-    /// Start from a Hugging Face model folder (config.json, model.safetensors, tokenizer.json) instead of a fresh model.
+    /// The split of a dataset --eval-data names.
+    #[arg(long, default_value = "test")]
+    eval_split: String,
+    /// Start from a Hugging Face model folder (config.json, model.safetensors, tokenizer.json),
+    /// or a model id in the Hugging Face cache (ORG/NAME), instead of a fresh model.
     #[arg(long, conflicts_with = "preset")]
     model: Option<PathBuf>,
+    #[command(flatten)]
+    revision: RevisionArg,
     /// Size of a fresh model: micro, tiny, small or gpt2-124m.
     #[arg(long)]
     preset: Option<String>,
@@ -175,9 +193,14 @@ struct EvalArgs {
     /// itself, without the adapter).
     #[arg(long = "ref")]
     reference: Option<PathBuf>,
-    /// Pairs to evaluate (JSONL).
+    /// Pairs to evaluate (JSONL, Parquet, .jsonl.gz; or a dataset id / folder with --split).
     #[arg(long)]
     data: PathBuf,
+    /// The split of a dataset --data names.
+    #[arg(long, default_value = "test")]
+    split: String,
+    #[command(flatten)]
+    revision: RevisionArg,
     #[arg(long, default_value_t = 0.1)]
     beta: f32,
     /// Loss type(s), as for train.
@@ -207,6 +230,8 @@ struct MergeArgs {
     /// Where to write the merged model folder.
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    revision: RevisionArg,
     #[command(flatten)]
     backend: BackendArg,
 }
@@ -239,6 +264,8 @@ struct GenerateArgs {
     #[arg(long)]
     score: bool,
     #[command(flatten)]
+    revision: RevisionArg,
+    #[command(flatten)]
     backend: BackendArg,
 }
 
@@ -256,14 +283,15 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval(args),
         Command::Generate(args) => generate_cmd(args),
         Command::Merge(args) => jobs::merge(
-            &args.model,
-            &args.adapter,
+            &hub::folder(&args.model, &args.revision)?,
+            &hub::folder(&args.adapter, &RevisionArg::default())?,
             &args.out,
             &select_device(&args.backend)?,
         )
         .map(|()| eprintln!("merged model: {}", args.out.display())),
         Command::Bench(args) => bench_cmd(args),
         Command::Frontier(args) => frontier_cmd(args),
+        Command::Handoff(args) => handoff_cmd(args),
     });
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,
@@ -399,12 +427,21 @@ fn default_out(config: &TrainConfig) -> PathBuf {
 fn train(args: TrainArgs) -> Result<(), Error> {
     let config = train_config(&args)?;
     let out = args.out.clone().unwrap_or_else(|| default_out(&config));
+    let pairs = |arg: &Option<PathBuf>, split| {
+        arg.as_ref()
+            .map(|a| hub::pairs_file(a, split))
+            .transpose()
+    };
     let job = TrainJob {
         config,
-        data: args.data.clone(),
-        eval_data: args.eval_data.clone(),
-        model: args.model.clone(),
-        adapter: args.adapter.clone(),
+        data: pairs(&args.data, &args.split)?,
+        eval_data: pairs(&args.eval_data, &args.eval_split)?,
+        model: args
+            .model
+            .as_ref()
+            .map(|m| hub::folder(m, &args.revision))
+            .transpose()?,
+        adapter: hub::other_folder(args.adapter.as_ref())?,
         merge: args.merge,
         out: out.clone(),
         resume: args.resume,
@@ -446,10 +483,10 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
     parse_losses(&args.loss, None, &mut loss)?;
     loss.validate().map_err(Error::Input)?;
     let job = jobs::Eval::prepare(
-        &args.model,
-        args.adapter.as_deref(),
-        args.reference.as_deref(),
-        &args.data,
+        &hub::folder(&args.model, &args.revision)?,
+        hub::other_folder(args.adapter.as_ref())?.as_deref(),
+        hub::other_folder(args.reference.as_ref())?.as_deref(),
+        &hub::pairs_file(&args.data, &args.split)?,
         loss,
         args.max_length,
     )?;
@@ -464,8 +501,8 @@ fn eval(args: EvalArgs) -> Result<(), Error> {
 
 fn generate_cmd(args: GenerateArgs) -> Result<(), Error> {
     let job = jobs::Generate::prepare(
-        &args.model,
-        args.adapter.as_deref(),
+        &hub::folder(&args.model, &args.revision)?,
+        hub::other_folder(args.adapter.as_ref())?.as_deref(),
         args.prompt.as_deref(),
         args.data.as_deref(),
     )?;
