@@ -89,7 +89,8 @@ fn token_logps(model: &CausalLm, ids: &[i64], device: &Device) -> Vec<f32> {
 fn token_logps_match(family: &str) {
     let device = Device::flex();
     let (info, model) = hf::load_dir(&common::hf_fixtures().join(family), &device).unwrap();
-    let cases = common::fixture_json(expected_file(family))[format!("{family}_token_logps")].clone();
+    let cases =
+        common::fixture_json(expected_file(family))[format!("{family}_token_logps")].clone();
     for case in cases.as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
         let ids: Vec<i64> = serde_json::from_value(case["ids"].clone()).unwrap();

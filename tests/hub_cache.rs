@@ -30,10 +30,15 @@ fn cache() -> PathBuf {
     let cache = common::temp_dir("hub-cache");
     let fixtures = common::hf_fixtures();
     let model = |family: &str| -> Vec<(&'static str, PathBuf)> {
-        ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
-            .into_iter()
-            .map(|name| (name, fixtures.join(family).join(name)))
-            .collect()
+        [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+        ]
+        .into_iter()
+        .map(|name| (name, fixtures.join(family).join(name)))
+        .collect()
     };
     // The old commit is another model (the reference fixture), so a revision shows.
     add_snapshot(&cache, "models--Org--Tiny-Qwen", OLD, &model("qwen2-ref"));
@@ -60,7 +65,11 @@ fn dpo(cache: &Path, args: &[&str]) -> (i32, String, String) {
         .output()
         .unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
 }
 
 fn eval_loss(cache: &Path, extra: &[&str]) -> f64 {
@@ -80,9 +89,25 @@ fn models_and_datasets_come_from_the_cache() {
     let (status, _, stderr) = dpo(
         &cache,
         &[
-            "train", "--model", "Org/Tiny-Qwen", "--data", "Org/Pairs", "--eval-data",
-            "Org/Pairs", "--sft-steps", "1", "--steps", "2", "--batch", "4", "--max-length",
-            "64", "--backend", "cpu", "--out", out.to_str().unwrap(),
+            "train",
+            "--model",
+            "Org/Tiny-Qwen",
+            "--data",
+            "Org/Pairs",
+            "--eval-data",
+            "Org/Pairs",
+            "--sft-steps",
+            "1",
+            "--steps",
+            "2",
+            "--batch",
+            "4",
+            "--max-length",
+            "64",
+            "--backend",
+            "cpu",
+            "--out",
+            out.to_str().unwrap(),
         ],
     );
     assert_eq!(status, 0, "{stderr}");
@@ -90,7 +115,10 @@ fn models_and_datasets_come_from_the_cache() {
 
     // main and the new commit are the same model; the old commit is another.
     let main = eval_loss(&cache, &["--ref", "Org/Tiny-Qwen"]);
-    assert_eq!(main, eval_loss(&cache, &["--revision", NEW, "--ref", "Org/Tiny-Qwen"]));
+    assert_eq!(
+        main,
+        eval_loss(&cache, &["--revision", NEW, "--ref", "Org/Tiny-Qwen"])
+    );
     let old = eval_loss(&cache, &["--revision", OLD, "--ref", "Org/Tiny-Qwen"]);
     assert_ne!(main, old);
 
@@ -100,11 +128,35 @@ fn models_and_datasets_come_from_the_cache() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains(expect), "{expect:?} not in {stderr}");
     };
-    let eval = ["eval", "--model", "Org/Missing", "--data", "Org/Pairs", "--backend", "cpu"];
+    let eval = [
+        "eval",
+        "--model",
+        "Org/Missing",
+        "--data",
+        "Org/Pairs",
+        "--backend",
+        "cpu",
+    ];
     refused(&eval, "`hf download Org/Missing`");
-    let branch = ["eval", "--model", "Org/Tiny-Qwen", "--revision", "v2", "--data", "Org/Pairs"];
+    let branch = [
+        "eval",
+        "--model",
+        "Org/Tiny-Qwen",
+        "--revision",
+        "v2",
+        "--data",
+        "Org/Pairs",
+    ];
     refused(&branch, "revision `v2` is not in the cache");
-    let split = ["eval", "--model", "Org/Tiny-Qwen", "--data", "Org/Pairs", "--split", "dev"];
+    let split = [
+        "eval",
+        "--model",
+        "Org/Tiny-Qwen",
+        "--data",
+        "Org/Pairs",
+        "--split",
+        "dev",
+    ];
     refused(&split, "no data file for split `dev`");
     let _ = std::fs::remove_dir_all(cache);
 }
@@ -199,23 +251,47 @@ fn missing_ids_are_downloaded_into_the_cache() {
         ("tokenizer.json", read("tokenizer.json")),
         ("tokenizer_config.json", read("tokenizer_config.json")),
         ("README.md", b"# not read".to_vec()),
-        ("data/train-00000-of-00001.jsonl", std::fs::read(common::hf_fixtures().join("pairs.jsonl")).unwrap()),
+        (
+            "data/train-00000-of-00001.jsonl",
+            std::fs::read(common::hf_fixtures().join("pairs.jsonl")).unwrap(),
+        ),
     ];
     let (endpoint, asked) = fake_hub(files);
     let run = |offline: bool, args: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_dpo"));
-        command.args(args).env("HF_HUB_CACHE", &cache).env("HF_ENDPOINT", &endpoint);
+        command
+            .args(args)
+            .env("HF_HUB_CACHE", &cache)
+            .env("HF_ENDPOINT", &endpoint);
         command.env_remove("HF_HUB_OFFLINE").current_dir(&cache);
-        for proxy in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
+        for proxy in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
             command.env_remove(proxy);
         }
         if offline {
             command.env("HF_HUB_OFFLINE", "1");
         }
         let out = command.output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
-    let eval = ["eval", "--model", "Org/Remote", "--data", "Org/Remote", "--split", "train"];
+    let eval = [
+        "eval",
+        "--model",
+        "Org/Remote",
+        "--data",
+        "Org/Remote",
+        "--split",
+        "train",
+    ];
     let eval = [&eval[..], &["--backend", "cpu", "--json"]].concat();
     // A model repo holding a data file too keeps the test to one fake repository; the
     // dataset id is fetched from /api/datasets/..., which this server answers alike.
@@ -229,14 +305,30 @@ fn missing_ids_are_downloaded_into_the_cache() {
     );
     let asked = asked.lock().unwrap().clone();
     assert!(!asked.iter().any(|p| p.contains("README.md")), "{asked:?}");
-    assert!(asked.iter().any(|p| p.starts_with("/api/datasets/Org/Remote")), "{asked:?}");
+    assert!(
+        asked
+            .iter()
+            .any(|p| p.starts_with("/api/datasets/Org/Remote")),
+        "{asked:?}"
+    );
     // Offline now: everything comes from the cache.
     let (status, stderr) = run(true, &eval);
     assert_eq!(status, Some(0), "{stderr}");
-    let missing = ["eval", "--model", "Org/Absent", "--data", "Org/Remote", "--split", "train"];
+    let missing = [
+        "eval",
+        "--model",
+        "Org/Absent",
+        "--data",
+        "Org/Remote",
+        "--split",
+        "train",
+    ];
     let (status, stderr) = run(false, &missing);
     assert_eq!(status, Some(2), "{stderr}");
-    assert!(stderr.contains("Org/Absent: not in the Hugging Face cache"), "{stderr}");
+    assert!(
+        stderr.contains("Org/Absent: not in the Hugging Face cache"),
+        "{stderr}"
+    );
     assert!(stderr.contains("404"), "{stderr}");
     let _ = std::fs::remove_dir_all(cache);
 }

@@ -177,7 +177,11 @@ pub fn split_file(folder: &Path, id: &str, split: &str) -> Result<PathBuf, Error
 /// The one pairs file of `split` among a dataset's files (paths relative to its root). A split
 /// in several shards is refused with their names: one run reads one file.
 fn pick_split(files: &[String], id: &str, split: &str) -> Result<[String; 1], Error> {
-    let data = |f: &&String| [".parquet", ".jsonl", ".jsonl.gz"].iter().any(|e| f.ends_with(e));
+    let data = |f: &&String| {
+        [".parquet", ".jsonl", ".jsonl.gz"]
+            .iter()
+            .any(|e| f.ends_with(e))
+    };
     let split_of = |file: &str| -> String {
         let mut parts = file.rsplit('/');
         let name = parts.next().unwrap_or_default();
@@ -271,7 +275,10 @@ mod tests {
         let old = snapshot(&root, RepoKind::Model, "Org/Tiny", Some(&"a".repeat(40))).unwrap();
         assert_eq!(old, snapshots.join("a".repeat(40)));
         let missing = snapshot(&root, RepoKind::Model, "Org/Other", None).unwrap_err();
-        assert!(missing.to_string().contains("`hf download Org/Other`"), "{missing}");
+        assert!(
+            missing.to_string().contains("`hf download Org/Other`"),
+            "{missing}"
+        );
         let branch = snapshot(&root, RepoKind::Dataset, "Org/Tiny", Some("v2")).unwrap_err();
         assert!(
             branch

@@ -14,7 +14,9 @@ use serde_json::Value;
 pub enum Scaling {
     None,
     /// Every frequency divided by `factor` (position interpolation).
-    Linear { factor: f32 },
+    Linear {
+        factor: f32,
+    },
     /// Llama 3.1's: low frequencies divided by `factor`, high ones kept, a smooth blend between.
     Llama3 {
         factor: f32,
@@ -250,13 +252,19 @@ mod tests {
     #[test]
     fn unknown_or_incomplete_scaling_is_refused_by_field() {
         let yarn = settings(None, Some(json!({"rope_type": "yarn", "factor": 4.0})));
-        assert!(yarn.unwrap_err().starts_with("field `rope_scaling.rope_type`: `yarn`"));
+        assert!(
+            yarn.unwrap_err()
+                .starts_with("field `rope_scaling.rope_type`: `yarn`")
+        );
         let missing = settings(Some(json!({"rope_type": "llama3", "factor": 8.0})), None);
         assert_eq!(
             missing.unwrap_err(),
             "field `rope_parameters.low_freq_factor` is missing (rope_type llama3)"
         );
         let zero = settings(None, Some(json!({"rope_type": "linear", "factor": 0})));
-        assert_eq!(zero.unwrap_err(), "field `rope_scaling.factor` must be positive");
+        assert_eq!(
+            zero.unwrap_err(),
+            "field `rope_scaling.factor` must be positive"
+        );
     }
 }

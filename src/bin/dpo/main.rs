@@ -427,11 +427,8 @@ fn default_out(config: &TrainConfig) -> PathBuf {
 fn train(args: TrainArgs) -> Result<(), Error> {
     let config = train_config(&args)?;
     let out = args.out.clone().unwrap_or_else(|| default_out(&config));
-    let pairs = |arg: &Option<PathBuf>, split| {
-        arg.as_ref()
-            .map(|a| hub::pairs_file(a, split))
-            .transpose()
-    };
+    let pairs =
+        |arg: &Option<PathBuf>, split| arg.as_ref().map(|a| hub::pairs_file(a, split)).transpose();
     let job = TrainJob {
         config,
         data: pairs(&args.data, &args.split)?,
