@@ -3,6 +3,7 @@
 // Port 0 picks a free one; the first line printed is the URL (tests read it).
 import { createServer } from 'node:http';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -31,6 +32,16 @@ const types = {
   '.txt': 'text/plain; charset=utf-8',
 };
 
+// Sent gzip-compressed to a browser that accepts it, as a real server would (so that the
+// transferred bytes the tests measure are a deployment's): compressed once per file version.
+const compressible = new Set(['.html', '.js', '.mjs', '.css', '.json', '.jsonl', '.wasm', '.svg', '.txt']);
+const gzipped = new Map();
+function gzipOf(file) {
+  const key = `${file.full}:${file.mtimeMs}:${file.size}`;
+  if (!gzipped.has(key)) gzipped.set(key, gzipSync(readFileSync(file.full)));
+  return gzipped.get(key);
+}
+
 function fileFor(urlPath) {
   let path;
   try {
@@ -44,7 +55,7 @@ function fileFor(urlPath) {
   try {
     const stat = statSync(full);
     if (stat.isDirectory()) return fileFor(join(path, 'index.html'));
-    return stat.isFile() ? { full, size: stat.size } : null;
+    return stat.isFile() ? { full, size: stat.size, mtimeMs: stat.mtimeMs } : null;
   } catch {
     return null;
   }
@@ -60,14 +71,27 @@ const server = createServer((req, res) => {
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     return;
   }
+  // Revalidation answers 304: the service worker's first-visit copy of the site then costs
+  // no second download of what the page just fetched.
+  const etag = `W/"${file.size.toString(36)}-${Math.round(file.mtimeMs).toString(36)}"`; // weak: gzip or not
+  if (req.headers['if-none-match'] === etag) {
+    res.writeHead(304, { etag, 'cache-control': 'no-cache', vary: 'accept-encoding' }).end();
+    return;
+  }
+  const gzip = compressible.has(extname(file.full)) && /\bgzip\b/.test(req.headers['accept-encoding'] ?? '');
+  const body = gzip ? gzipOf(file) : null;
   res.writeHead(200, {
     'content-type': types[extname(file.full)] ?? 'application/octet-stream',
-    'content-length': file.size,
+    'content-length': body ? body.length : file.size,
+    ...(body ? { 'content-encoding': 'gzip' } : {}),
+    vary: 'accept-encoding',
+    etag,
     // Always revalidate: a rebuilt wasm must never meet a cached dpo.js.
     'cache-control': 'no-cache',
     'content-security-policy': csp,
   });
   if (req.method === 'HEAD') res.end();
+  else if (body) res.end(body);
   else createReadStream(file.full).pipe(res);
 });
 

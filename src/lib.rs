@@ -16,6 +16,7 @@
 //!   `handoff` (a run folder as TRL + accelerate files) (native).
 //! - `bench`: the benchmark workloads timed through the driver (native).
 //! - `frontier`: the reward-vs-KL experiment on the shipped task (native).
+//! - `charts`: a run's training charts as an SVG picture (plotters) (native).
 //!
 //! ARCHITECTURE.md at the repository's root draws the layers and follows one training step.
 
@@ -30,6 +31,8 @@ pub mod train;
 
 #[cfg(not(target_family = "wasm"))]
 pub mod bench;
+#[cfg(not(target_family = "wasm"))]
+pub mod charts;
 #[cfg(not(target_family = "wasm"))]
 pub mod device;
 #[cfg(not(target_family = "wasm"))]

@@ -15,10 +15,10 @@ use crate::config::TrainConfig;
 use crate::data::{self, ChatTemplate};
 use crate::dpo::Metrics;
 use crate::dpo::logps::MAX_CHUNK_LOGITS;
-use crate::io::Saved;
-use crate::io::hf::{self, ModelFiles};
+use crate::io::hf::ModelFiles;
+use crate::io::{Files, Saved};
 use crate::model::{Preset, PresetShape};
-use crate::train::{self, ModelSource, PairsFile, Report, Run, RunSpec, Start, When, Work};
+use crate::train::{self, ModelSource, PairsFile, Report, Resume, Run, RunSpec, Start, When, Work};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -148,7 +148,9 @@ impl WebTrainer {
     /// training pairs is held out. `model` (Hugging Face folder files: `config.json`,
     /// `model.safetensors`, `tokenizer.json`, optional `tokenizer_config.json` and
     /// `chat_template.jinja`, as Uint8Arrays) starts training from that model instead of a
-    /// fresh `preset` one.
+    /// fresh `preset` one. `resume` (`{checkpoint, reference?}`, each a folder's files as
+    /// `checkpoint` and `export` give them) continues a run of the same spec from its
+    /// checkpoint, with the reference exported at its `frozen` event once DPO has started.
     pub async fn create(backend: String, spec: JsValue) -> Result<WebTrainer, JsError> {
         let get = |name: &str| {
             js_sys::Reflect::get(&spec, &name.into())
@@ -196,8 +198,12 @@ impl WebTrainer {
             report: options.report.unwrap_or_default(),
         })
         .map_err(js_error)?;
+        let start = match get("resume") {
+            Some(resume) => Start::Resume(resume_files(resume)?),
+            None => Start::Fresh,
+        };
         let device = device(&backend).await?;
-        let run = prepared.start(&device, Start::Fresh).map_err(js_error)?;
+        let run = prepared.start(&device, start).map_err(js_error)?;
         Ok(WebTrainer { run, backend })
     }
 
@@ -258,11 +264,18 @@ impl WebTrainer {
             true => Saved::Model(self.run.export_merged().await.map_err(js_error)?),
             false => self.run.export().await.map_err(js_error)?,
         };
-        let out = js_sys::Object::new();
-        for (name, bytes) in saved.files() {
-            let _ = js_sys::Reflect::set(&out, &name.into(), &js_sys::Uint8Array::from(bytes));
-        }
-        Ok(out)
+        Ok(files_object(saved.files()))
+    }
+
+    /// The run now as a checkpoint folder's files, `{name: Uint8Array}`: the policy's (as
+    /// `export` gives them), `trainer_state.json` and `optimizer.bpk`. `create`'s
+    /// `spec.resume` continues from them, and the metrics go on as they would have.
+    pub async fn checkpoint(&self) -> Result<js_sys::Object, JsError> {
+        let checkpoint = self.run.checkpoint().await.map_err(js_error)?;
+        let files = checkpoint.files();
+        Ok(files_object(
+            files.iter().map(|(name, bytes)| (*name, &**bytes)),
+        ))
     }
 
     /// `[trained, all]`: the parameters the optimizer trains (an adapter run's adapters) and
@@ -278,25 +291,41 @@ fn js_error(error: crate::Error) -> JsError {
     JsError::new(&error.to_string())
 }
 
+/// A folder's files as a JS object, `{name: Uint8Array}`.
+fn files_object<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> js_sys::Object {
+    let out = js_sys::Object::new();
+    for (name, bytes) in files {
+        let _ = js_sys::Reflect::set(&out, &name.into(), &js_sys::Uint8Array::from(bytes));
+    }
+    out
+}
+
+/// A JS object of a folder's files, `{name: Uint8Array}`, to read from.
+fn js_files(folder: JsValue) -> impl Files {
+    move |name: &str| {
+        let file = js_sys::Reflect::get(&folder, &name.into()).ok();
+        let file = file.filter(|v| !v.is_undefined() && !v.is_null());
+        Ok(file.map(|v| js_sys::Uint8Array::new(&v).to_vec()))
+    }
+}
+
 /// Reads an optional JS object of model folder files.
 fn model_files(value: Option<JsValue>) -> Result<Option<ModelFiles>, JsError> {
-    let Some(value) = value else {
-        return Ok(None);
+    let files = value.map(|folder| ModelFiles::from_files("model folder", js_files(folder)));
+    files.transpose().map_err(js_error)
+}
+
+/// `spec.resume`: a checkpoint's files and, once DPO has started, the reference's.
+fn resume_files(resume: JsValue) -> Result<Resume, JsError> {
+    let folder = |name: &str| {
+        let value = js_sys::Reflect::get(&resume, &name.into()).ok();
+        value.filter(|v| v.is_object())
     };
-    let get = |name: &str| -> Option<Vec<u8>> {
-        js_sys::Reflect::get(&value, &name.into())
-            .ok()
-            .filter(|v| !v.is_undefined() && !v.is_null())
-            .map(|v| js_sys::Uint8Array::new(&v).to_vec())
-    };
-    let need = |name: &str| {
-        get(name).ok_or_else(|| JsError::new(&format!("model folder: {name} is missing")))
-    };
-    Ok(Some(ModelFiles {
-        config: need(hf::CONFIG)?,
-        weights: need(hf::WEIGHTS)?,
-        tokenizer: need(hf::TOKENIZER)?,
-        tokenizer_config: get(hf::TOKENIZER_CONFIG),
-        chat_template: get(hf::CHAT_TEMPLATE),
-    }))
+    let checkpoint = folder("checkpoint").ok_or_else(|| JsError::new("resume: no checkpoint"))?;
+    let reference = folder("reference")
+        .map(|files| Saved::from_files("reference", js_files(files)))
+        .transpose()
+        .map_err(js_error)?;
+    let reference = reference.map(|saved| ("reference".to_string(), saved));
+    Resume::from_files("checkpoint", js_files(checkpoint), reference).map_err(js_error)
 }

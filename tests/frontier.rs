@@ -73,7 +73,17 @@ fn frontier_writes_every_point_and_the_plot() {
     assert_eq!(data["sft"]["samples"], 6);
     let svg = std::fs::read_to_string(out.join("reward_kl.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-    assert_eq!(svg.matches("<polyline").count(), 2, "one line per loss");
+    assert_eq!(
+        svg.matches("<circle").count(),
+        points.len(),
+        "every scored point"
+    );
     assert_eq!(svg.matches("β=").count(), 4, "one label per run");
+    for loss in ["sigmoid", "hinge", "SFT (reference)"] {
+        assert!(
+            svg.contains(&format!("\n{loss}\n</text>")),
+            "{loss} in the legend"
+        );
+    }
     let _ = std::fs::remove_dir_all(out);
 }

@@ -181,3 +181,82 @@ fn trains_on_parquet_and_gzip_jsonl() {
     assert!(metrics["rewards/accuracies"].is_number(), "{stdout}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A finished `dpo train` leaves its charts in the run folder (one point per logged step on
+/// each curve), and `dpo plot` overlays two run folders and names a bad metrics line.
+#[test]
+fn runs_leave_charts_and_plot_overlays_them() {
+    let dir = common::temp_dir("e2e-charts");
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let runs = [dir.join("beta-0.1"), dir.join("beta-0.5")];
+    for (run, beta) in runs.iter().zip(["0.1", "0.5"]) {
+        let (code, _, stderr) = dpo(&[
+            "train",
+            "--preset",
+            "micro",
+            "--sft-steps",
+            "2",
+            "--steps",
+            "3",
+            "--beta",
+            beta,
+            "--samples",
+            "0",
+            "--backend",
+            "cpu",
+            "--out",
+            &path(run),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        let svg = std::fs::read_to_string(run.join("charts.svg")).unwrap();
+        let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        let dpo_steps = log
+            .lines()
+            .filter(|l| l.contains(r#""phase":"dpo""#))
+            .count();
+        // chosen, rejected, margin, accuracy and the DPO loss: one polyline each.
+        assert_eq!(
+            polylines_with(&svg, dpo_steps),
+            5,
+            "{dpo_steps} DPO steps\n{svg}"
+        );
+        assert!(svg.contains("Reward accuracy"));
+    }
+    let overlay = dir.join("both.svg");
+    let (code, _, stderr) = dpo(&[
+        "plot",
+        &path(&runs[0]),
+        &path(&runs[1]),
+        "--out",
+        &path(&overlay),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let svg = std::fs::read_to_string(&overlay).unwrap();
+    assert!(svg.contains("chosen (beta-0.1)") && svg.contains("chosen (beta-0.5)"));
+
+    std::fs::write(runs[1].join("metrics.jsonl"), "{\"step\": 1}\n").unwrap();
+    let (code, _, stderr) = dpo(&["plot", &path(&runs[1])]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("metrics.jsonl:1:") && stderr.contains("phase"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// How many `<polyline>`s in `svg` have exactly `n` points.
+fn polylines_with(svg: &str, n: usize) -> usize {
+    svg.split("<polyline")
+        .skip(1)
+        .filter(|tag| {
+            let points = tag.split(" points=\"").nth(1).unwrap_or("");
+            points
+                .split('"')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .count()
+                == n
+        })
+        .count()
+}

@@ -9,6 +9,8 @@ import { TrainerClient } from './trainer-client.js';
 import { defaults, startMessage } from './settings.js';
 import { fetchDataset, readFile, samples } from './samples.js';
 import { ModelPicker, onDrop } from './model-picker.js';
+import { SavedRuns, saveOptions } from './saved-runs.js';
+import { RunViewer } from './run-viewer.js';
 import { zipSync } from './vendor/fflate.js';
 
 const $ = (selector) => document.querySelector(selector);
@@ -16,6 +18,7 @@ const form = $('#settings');
 const charts = new Charts($('#charts'));
 const client = new TrainerClient();
 const picker = new ModelPicker(form, $('#model'));
+new RunViewer($('#run-viewer'), charts); // run folders on the same charts, overlaid
 
 // Test hooks: the run as data, and how many points each chart has drawn.
 const state = (window.dpoState = client.state);
@@ -142,7 +145,14 @@ async function startTraining() {
     starting = false;
     updateButtons();
   }
-  runModel = picker.usesFolder ? picker.label : '';
+  newRun(picker.usesFolder ? picker.label : '');
+  message.save = saveOptions(form.elements.checkpoint_every.value, message, { data: client.data.train.name, model: runModel });
+  client.start(message);
+}
+
+// Clears the previous run's views; `model`: what the new run starts from ('': a preset).
+function newRun(model) {
+  runModel = model;
   charts.reset();
   $('#generations tbody').replaceChildren();
   $('#error').hidden = true;
@@ -150,8 +160,13 @@ async function startTraining() {
   $('#backend').textContent = 'Starting…';
   lastProgress = '';
   startedAt = performance.now();
-  client.start(message);
 }
+
+// A saved run goes on where it left off; `resumed` brings back its charts.
+new SavedRuns($('#saved-runs'), client, (id) => {
+  newRun('');
+  client.resumeRun(id);
+});
 
 const backendNames = { webgpu: 'WebGPU', cpu: 'the CPU (wasm)' };
 const signed = (v) => (v >= 0 ? '+' : '−') + Math.abs(v).toFixed(3);
@@ -229,12 +244,14 @@ on('status', ({ text }) => { $('#progress').textContent = text; });
 // The backend line, then how many parameters train (that can change when DPO starts).
 const showBackend = () => { $('#backend').textContent = [backendLine, state.parameters?.text].filter(Boolean).join(' · '); };
 on('backend', ({ backend, reason }) => {
-  backendLine = `Training on ${backendNames[backend]} — ${reason}${runModel ? ` · from the ${runModel}` : ''}`;
+  backendLine = `Training on ${backendNames[backend]} — ${reason}${runModel ? ` · from the ${runModel}` : ''}` +
+    (state.resumedFrom === null ? '' : ` · resumed after step ${state.resumedFrom}`);
   showBackend();
   trained = true;
 });
 on('parameters', showBackend);
 on('metrics', ({ metrics }) => onMetrics(metrics));
+on('resumed', ({ metrics }) => metrics.forEach(onMetrics));
 on('generations', onGenerations);
 on('evaluation', onEvaluation);
 on('done', ({ stopped }) => {

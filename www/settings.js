@@ -4,11 +4,12 @@
 
 // TrainConfig's defaults, with fewer steps so that a run fits in a tab's session. A blank
 // default is left out of the message: the library picks it (lora_alpha: 8; lora_targets:
-// all-linear). lora_r 0: no adapters.
+// all-linear). lora_r 0: no adapters. checkpoint_every: the full page's saved runs
+// (saved-runs.js); startMessage leaves it out, and an element saves no run.
 export const defaults = {
   preset: 'tiny', backend: 'auto', sft_steps: 200, steps: 100, loss: 'sigmoid', beta: 0.1,
   lr: 1e-4, batch: 16, seed: 42, sft_lr: 1e-3, max_length: 128, warmup_steps: 10, gen_tokens: 24,
-  eval_limit: 0, lora_r: 0, lora_alpha: '', lora_targets: '',
+  eval_limit: 0, lora_r: 0, lora_alpha: '', lora_targets: '', checkpoint_every: 25,
 };
 const textFields = new Set(['preset', 'backend', 'loss', 'lora_targets']);
 

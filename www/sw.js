@@ -10,9 +10,9 @@ const CACHE = 'dpo-offline-v1';
 const FILES = [
   './', 'index.html', 'lesson.html', 'embed.html',
   'style.css', 'lesson.css', 'dpo-trainer.css',
-  'app.js', 'charts.js', 'dpo-math.js', 'dpo-trainer.js', 'embed.js', 'failures.js', 'gpu-limits.js', 'hf-folder.js',
-  'lesson.js', 'metric-names.js', 'model-picker.js', 'offline.js', 'reward-kl.js', 'samples.js', 'settings.js', 'trainer-client.js',
-  'worked-example.js', 'worker.js',
+  'app.js', 'charts.js', 'checkpointer.js', 'dpo-math.js', 'dpo-trainer.js', 'embed.js', 'failures.js', 'gpu-limits.js', 'hf-folder.js',
+  'lesson.js', 'metric-names.js', 'model-picker.js', 'offline.js', 'reward-kl.js', 'run-folder.js', 'run-store.js', 'run-viewer.js',
+  'samples.js', 'saved-runs.js', 'settings.js', 'trainer-client.js', 'worked-example.js', 'worker.js',
   'pkg/dpo.js', 'pkg/dpo_bg.wasm',
   'vendor/uPlot.esm.js', 'vendor/uPlot.min.css', 'vendor/fflate.js',
   'samples/train.jsonl', 'samples/heldout.jsonl', 'samples/standard.jsonl',

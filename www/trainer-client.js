@@ -12,6 +12,10 @@
 const freshRun = () => ({
   metrics: [], backend: null, reason: null, totalSteps: null, parameters: null, evaluation: null,
   generations: { before: null, after: null }, done: false, error: null, exported: null,
+  // In the tab's saved runs (run-store.js): {id, step, problem} (step: the newest checkpoint's;
+  // null once finished and removed; problem: why saving stopped, if it did); resumedFrom: the
+  // step a resumed run went on after.
+  saved: null, resumedFrom: null,
 });
 
 // An `exported` message's folders as {model?: [file names], adapter?: [file names]}.
@@ -67,12 +71,22 @@ export class TrainerClient extends EventTarget {
   // `options`: what settings.js's startMessage returns, plus optionally `model` (a Hugging
   // Face folder's files, {name: Uint8Array}). Those buffers are transferred, not copied (a
   // model can be hundreds of MB): the caller must not use them afterwards.
+  // `options.save` ({every, name}) keeps the run in the tab's saved runs.
   start(options) {
+    const buffer = (bytes) => (ArrayBuffer.isView(bytes) ? bytes.buffer : bytes);
+    this.#begin(options, [...new Set(Object.values(options.model ?? {}).map(buffer))]);
+  }
+
+  // Continues a saved run (run-store.js) where its newest checkpoint left off; `resumed`
+  // brings the metrics of the steps it had done.
+  resumeRun(id) {
+    this.#begin({ resume: id });
+  }
+
+  #begin(options, transfer = []) {
     Object.assign(this.state, freshRun());
     this.running = true;
     this.paused = false;
-    const buffer = (bytes) => (ArrayBuffer.isView(bytes) ? bytes.buffer : bytes);
-    const transfer = [...new Set(Object.values(options.model ?? {}).map(buffer))];
     this.worker.postMessage({ type: 'start', ...options }, transfer);
     this.#changed();
   }
@@ -98,6 +112,11 @@ export class TrainerClient extends EventTarget {
       case 'checked': s.checked[message.slot] = message; break;
       case 'backend': Object.assign(s, { backend: message.backend, reason: message.reason, totalSteps: message.totalSteps }); break;
       case 'metrics': s.metrics.push(message.metrics); break;
+      case 'resumed':
+        s.metrics.push(...message.metrics);
+        s.resumedFrom = message.step;
+        break;
+      case 'saved': s.saved = { id: message.id, step: message.step, problem: message.problem }; break;
       case 'generations': s.generations[message.when] = message.items; break;
       case 'evaluation': s.evaluation = { metrics: message.metrics, margins: message.margins }; break;
       case 'parameters': s.parameters = { trained: message.trained, all: message.all, text: message.text }; break;

@@ -18,6 +18,10 @@
 //       the last tenth of the training pairs
 //       model: a Hugging Face folder's files (buffers transferred) to start from instead of
 //       a fresh `preset` model; its errors name the file, e.g. "model/config.json: ..."
+//       save: {every, name}: keep the run in the tab's saved runs (run-store.js), with a
+//       checkpoint every `every` steps (0: none), at the end of each phase, at pause and stop
+//   {type:'start', resume: id}                     continue a saved run where its newest
+//       checkpoint left off, with its settings, data and backend (`resumed` first)
 //   {type:'pause'} {type:'resume'} {type:'stop'}  take effect between steps
 //   {type:'export', merged?:true}                  the current policy: an HF model folder, or
 //       once adapters are on, the adapter folder (PEFT's), with `merged` also the model with
@@ -27,6 +31,11 @@
 //   {type:'checked', slot:'train'|'eval', name, pairs, bad, errors:[{line, field, message, text}]}
 //   {type:'status', text}                          what the worker is doing (trial runs, ...)
 //   {type:'backend', backend:'webgpu'|'cpu', reason, totalSteps}
+//   {type:'resumed', id, step, metrics}            a saved run continues after `step`;
+//       metrics: those of the steps it had done
+//   {type:'saved', id, step, problem}              the run is saved (step: its newest
+//       checkpoint's, 0 before the first; null: it finished and was removed); problem: why
+//       saving stopped (the run goes on unsaved)
 //   {type:'parameters', trained, all, text}        how many parameters the optimizer trains,
 //       in words in `text`; after `backend`, and again when adapters go on (a fresh preset
 //       model's first DPO step)
@@ -51,6 +60,8 @@ import init, { WebTrainer, checkPairs, facts } from './pkg/dpo.js';
 import { describe, reportFailures, setWasmMemory } from './failures.js';
 import { limitProblem, modelShape, setFacts } from './gpu-limits.js';
 import { unknownMetrics } from './metric-names.js';
+import { Checkpointer } from './checkpointer.js';
+import { SavedRun } from './run-store.js';
 
 const { post, fail, doing } = reportFailures((message, transfer) => self.postMessage(message, transfer));
 
@@ -128,17 +139,19 @@ async function load({ train, eval: heldOut, quiet = false }) {
   }
 }
 
-async function start({ settings, backend = 'auto', report, model }) {
+async function start({ settings, backend = 'auto', report, model, save, resume }) {
   if (run) {
     wake(true);
     await run.finished;
   }
   await ready;
   await loading.catch(() => {}); // its own failure was reported
-  if (!files.train || files.invalid) throw new Error('load valid pair files before training');
+  const job = resume ? await resumeJob(resume)
+    : { settings, backend, report, save, inputs: { train: files.train, heldout: files.eval, model } };
+  if (!job.inputs.train || (!resume && files.invalid)) throw new Error('load valid pair files before training');
   const current = { stopped: false, paused: false, wake: null };
   run = current;
-  current.finished = train(current, settings, backend, report, model)
+  current.finished = train(current, job)
     .catch(fail)
     .finally(() => {
       if (run === current) run = null;
@@ -147,11 +160,22 @@ async function start({ settings, backend = 'auto', report, model }) {
   await current.finished;
 }
 
-let modelFiles; // the current run's model folder, or undefined for a fresh preset model
-// create copies the model's bytes, so the trial trainers of `auto` and the run share them.
+// A saved run (run-store.js) as a job: its own settings, inputs and backend (the one it
+// trained on, so that it goes on as it would have), and where it left off.
+async function resumeJob(id) {
+  doing('reading a saved run');
+  const { run: saved, inputs, resume, metrics } = await SavedRun.open(id);
+  const { settings, backend, report } = saved.spec;
+  post({ type: 'resumed', id, step: saved.step, metrics });
+  return { settings, backend, report, inputs: { ...inputs, resume }, saved, metrics };
+}
+
+// The current run's {train, heldout, model?, resume?} while its trainer is built. create
+// copies the bytes, so the trial trainers of `auto` and the run share them.
+let inputs;
 const createTrainer = (backend, settings, report) => {
   doing(`building the model on ${backend === 'cpu' ? 'the CPU' : 'WebGPU'}`, backend);
-  return WebTrainer.create(backend, { settings, report, train: files.train, heldout: files.eval, model: modelFiles });
+  return WebTrainer.create(backend, { settings, report, ...inputs });
 };
 
 // What the driver's next unit of work is, in words.
@@ -160,15 +184,16 @@ const STATUS = {
   freeze: () => 'freezing the reference model',
   evaluate: () => 'evaluating on the held-out pairs',
 };
-// The driver's events the page hears about; `frozen` and `trained` are the native run
-// folder's cues (it saves sft/ and final/ there).
+// The driver's events the page hears about; `frozen` and `trained` are cues for saving (the
+// native run folder's sft/ and final/; here the saved run's reference, checkpointer.js).
 const FORWARDED = new Set(['metrics', 'generations', 'evaluation']);
 
-async function train(current, settings, requested, report, model) {
-  modelFiles = model;
-  if (model) post({ type: 'status', text: 'Loading the model folder…' });
+async function train(current, job) {
+  const { settings, backend: requested, report } = job;
+  inputs = job.inputs;
+  if (inputs.model) post({ type: 'status', text: 'Loading the model folder…' });
   const chosen = await chooseBackend(current, settings, requested, report).finally(() => {
-    modelFiles = undefined; // the trainer holds its own copy: let a large model's bytes go
+    inputs = undefined; // the trainer holds its own copy
   });
   if (!chosen) return post({ type: 'done', stopped: true });
   if (trainer) {
@@ -182,13 +207,24 @@ async function train(current, settings, requested, report, model) {
 
   const reportParameters = parameterReporter(settings.lora);
   reportParameters();
-  let steps = 0;
+  // The checkpointer's trainer calls: reading the run to save it (a checkpoint, the reference).
+  const call = (method) => {
+    doing('saving the run');
+    return exclusive(() => method(trainer));
+  };
+  const saving = await Checkpointer.start(job, chosen.backend, totalSteps, call, post);
+  job.inputs = undefined; // saved: let a large model's bytes go
+  let steps = job.metrics?.at(-1)?.step ?? 0; // a resumed run's steps done
   for (;;) {
     await yieldToEvents();
+    if (current.paused && !current.stopped) await saving?.save();
     while (current.paused && !current.stopped) {
       await new Promise((resolve) => (current.wake = resolve));
     }
-    if (current.stopped) return post({ type: 'done', stopped: true });
+    if (current.stopped) {
+      await saving?.save();
+      return post({ type: 'done', stopped: true });
+    }
     const next = trainer.upcoming;
     if (next.work === 'done') break;
     if (next.work === 'step') doing(`training step ${steps + 1} of ${totalSteps}`);
@@ -200,8 +236,10 @@ async function train(current, settings, requested, report, model) {
     const event = await exclusive(() => trainer.next());
     if (event?.type === 'metrics') steps = event.metrics.step;
     if (event && FORWARDED.has(event.type)) post(event);
+    await saving?.after(event, trainer.upcoming);
     reportParameters();
   }
+  await saving?.finished();
   post({ type: 'done' });
 }
 
@@ -232,7 +270,7 @@ async function chooseBackend(current, settings, requested, report) {
   const gpu = name ? `WebGPU adapter ${name}` : 'WebGPU adapter';
   // Before any device or model exists: a buffer past the adapter's limits would fail only
   // deep inside a step, with a message about a kernel rather than the model.
-  const shape = modelShape(settings, modelFiles?.['config.json']);
+  const shape = modelShape(settings, inputs.model?.['config.json']);
   const tooBig = shape && limitProblem(shape, settings, adapter.limits);
   if (tooBig) {
     if (requested === 'webgpu') {

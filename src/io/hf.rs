@@ -34,6 +34,22 @@ pub struct ModelFiles {
     pub chat_template: Option<Vec<u8>>,
 }
 
+impl ModelFiles {
+    /// A model folder's files from `get` (`name`, the folder, starts the message about a
+    /// missing one).
+    pub fn from_files(name: &str, mut get: impl super::Files) -> Result<ModelFiles, Error> {
+        let mut need = |file: &str| get(file)?.ok_or_else(|| super::missing(name, file));
+        let (config, weights, tokenizer) = (need(CONFIG)?, need(WEIGHTS)?, need(TOKENIZER)?);
+        Ok(ModelFiles {
+            config,
+            weights,
+            tokenizer,
+            tokenizer_config: get(TOKENIZER_CONFIG)?,
+            chat_template: get(CHAT_TEMPLATE)?,
+        })
+    }
+}
+
 /// Checks a model folder's files without touching a device: config, tokenizer, chat template,
 /// and every tensor the config implies (name, shape, dtype, size) in the weights' header. Bad
 /// input is then reported before a GPU is probed; `load` does not fail on files that pass.

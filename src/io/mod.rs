@@ -12,8 +12,20 @@ pub mod hub;
 pub mod json;
 pub mod peft;
 
+use crate::Error;
 use hf::ModelFiles;
 use peft::AdapterFiles;
+
+/// A folder's file by name: its bytes, `None` when the folder has no such file. Folders kept
+/// anywhere (a directory, a browser's picked files, its origin-private storage) are read
+/// through one of these.
+pub trait Files: FnMut(&str) -> Result<Option<Vec<u8>>, Error> {}
+impl<F: FnMut(&str) -> Result<Option<Vec<u8>>, Error>> Files for F {}
+
+/// `folder` lacks `file`.
+pub(crate) fn missing(folder: &str, file: &str) -> Error {
+    Error::Input(format!("{folder}: {file} is missing"))
+}
 
 /// What is saved of a policy: a whole model folder, or an adapter folder over its base.
 #[derive(Clone, Debug)]
@@ -23,6 +35,17 @@ pub enum Saved {
 }
 
 impl Saved {
+    /// A saved folder's files (`name` starts the messages about them): an adapter folder
+    /// where there is an `adapter_config.json`, else a model folder.
+    pub fn from_files(name: &str, mut get: impl Files) -> Result<Saved, Error> {
+        let Some(config) = get(peft::ADAPTER_CONFIG)? else {
+            return Ok(Saved::Model(ModelFiles::from_files(name, get)?));
+        };
+        let weights = get(peft::ADAPTER_WEIGHTS)?;
+        let weights = weights.ok_or_else(|| missing(name, peft::ADAPTER_WEIGHTS))?;
+        Ok(Saved::Adapter(AdapterFiles { config, weights }))
+    }
+
     /// The folder's files by name.
     pub fn files(&self) -> Vec<(&'static str, &[u8])> {
         match self {
@@ -51,7 +74,7 @@ impl Saved {
 #[cfg(not(target_family = "wasm"))]
 impl Saved {
     /// Reads a model folder, or an adapter folder where `adapter_config.json` is.
-    pub fn read_dir(dir: &std::path::Path) -> Result<Saved, crate::Error> {
+    pub fn read_dir(dir: &std::path::Path) -> Result<Saved, Error> {
         if !dir.join(peft::ADAPTER_CONFIG).exists() {
             return Ok(Saved::Model(hf::read_dir(dir)?));
         }
@@ -59,14 +82,10 @@ impl Saved {
     }
 
     /// Writes the folder atomically, with `extra` files beside.
-    pub fn write_dir(
-        &self,
-        dir: &std::path::Path,
-        extra: &[(&str, &[u8])],
-    ) -> Result<(), crate::Error> {
+    pub fn write_dir(&self, dir: &std::path::Path, extra: &[(&str, &[u8])]) -> Result<(), Error> {
         let mut all = self.files();
         all.extend_from_slice(extra);
         atomic::write_dir(dir, &all)
-            .map_err(|e| crate::Error::Runtime(format!("writing {} failed: {e}", dir.display())))
+            .map_err(|e| Error::Runtime(format!("writing {} failed: {e}", dir.display())))
     }
 }

@@ -13,9 +13,9 @@ use crate::io::checkpoint::Checkpoints;
 use crate::io::hf::{self, ModelFiles};
 use crate::io::peft::{self, AdapterFiles};
 use crate::model::ModelInfo;
-use crate::train::{Resume, TrainerState};
+use crate::train::Resume;
 
-use super::{CONFIG, OPTIMIZER, STATE, TrainJob};
+use super::{CONFIG, TrainJob};
 
 /// Where a resumed run continues: its newest checkpoint (with the SFT model that is DPO's
 /// reference once SFT is over).
@@ -66,20 +66,18 @@ pub fn check_out(job: &TrainJob, config: &TrainConfig) -> Result<Option<Checkpoi
     let Some((step, path)) = latest else {
         return Ok(None);
     };
-    let state_file = path.join(STATE);
-    let state: TrainerState = serde_json::from_slice(&read(&state_file)?)
-        .map_err(|e| Error::Input(format!("{}: {e}", state_file.display())))?;
     let sft = out.join("sft");
     let reference = match step >= config.sft_steps && sft.exists() {
         true => Some(read_saved(&sft)?),
         false => None,
     };
-    let resume = Resume {
-        state,
-        optimizer: read(&path.join(OPTIMIZER))?,
-        policy: read_saved(&path)?,
-        reference,
+    let get = |file: &str| match fs::read(path.join(file)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        read => read
+            .map(Some)
+            .map_err(|e| Error::Input(format!("{}: {e}", path.join(file).display()))),
     };
+    let resume = Resume::from_files(&path.display().to_string(), get, reference)?;
     Ok(Some(Checkpoint { step, resume }))
 }
 

@@ -6,10 +6,11 @@
 //! folder created. Then the caller chooses the device and runs the job.
 //!
 //! A training run is the library's one driver ([`crate::train::Run`]); what this module adds
-//! is the run folder: `metrics.jsonl`, `train_config.json`, `run_inputs.json` (data and model
-//! paths, for `dpo handoff`), `sft/` (the SFT model, DPO's reference), `final/` and
-//! `checkpoints/step-…/` (model, optimizer moments, trainer state; the newest few kept), all
-//! written atomically; `--resume` continues from the newest checkpoint.
+//! is the run folder: `metrics.jsonl`, `charts.svg` (its charts, drawn at the end),
+//! `train_config.json`, `run_inputs.json` (data and model paths, for `dpo handoff`), `sft/`
+//! (the SFT model, DPO's reference), `final/` and `checkpoints/step-…/` (model, optimizer
+//! moments, trainer state; the newest few kept), all written atomically; `--resume` continues
+//! from the newest checkpoint.
 
 mod eval;
 mod folder;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, read_sync};
 
 use crate::Error;
+use crate::charts::{self, METRICS, RunMetrics};
 use crate::config::TrainConfig;
 use crate::dpo::{Metrics, Phase};
 use crate::generate::mean_reward;
@@ -67,10 +69,7 @@ pub trait Progress {
     fn message(&mut self, line: &str);
 }
 
-const OPTIMIZER: &str = "optimizer.bpk";
-const STATE: &str = "trainer_state.json";
 const CONFIG: &str = "train_config.json";
-const METRICS: &str = "metrics.jsonl";
 
 /// A training job with every input read and checked.
 pub struct PreparedJob {
@@ -214,18 +213,18 @@ pub fn train(
             }
             Some(Event::Frozen { from_policy }) => {
                 if from_policy {
-                    save_model(&out.join("sft"), &run, &[])?;
+                    save_model(&out.join("sft"), &run)?;
                 }
             }
             Some(Event::Trained) => {
-                save_model(&out.join("final"), &run, &[])?;
+                save_model(&out.join("final"), &run)?;
                 if job.merge && run.policy().has_adapters() {
                     let merged = read_sync(run.export_merged())?;
                     Saved::Model(merged).write_dir(&out.join("final-merged"), &[])?;
                 }
                 if run.config().steps == 0 {
                     // No DPO phase: the SFT model is the final one.
-                    save_model(&out.join("sft"), &run, &[])?;
+                    save_model(&out.join("sft"), &run)?;
                 }
             }
             Some(Event::Generations { when, items }) => {
@@ -238,6 +237,10 @@ pub fn train(
             }
         }
     }
+    // The run's charts as a picture, from the whole log (a resumed run's earlier steps too).
+    let charts = charts::render(&[RunMetrics::read(out)?])?;
+    let charts_path = out.join(charts::FILE);
+    atomic::write_file(&charts_path, charts.as_bytes()).map_err(write_error(&charts_path))?;
     if let [Some((count, before)), Some((_, after))] = rewards {
         progress.message(&format!(
             "generations on {count} held-out prompts, mean ground-truth reward: sft {before:.3} -> \
@@ -259,16 +262,19 @@ fn with_last_checkpoint(error: Error, checkpoints: &Checkpoints) -> Error {
     Error::Diverged(format!("{message} The last good checkpoint: {last}."))
 }
 
-fn save_model(dir: &Path, run: &Run, extra: &[(&str, &[u8])]) -> Result<(), Error> {
-    read_sync(run.export())?.write_dir(dir, extra)
+fn save_model(dir: &Path, run: &Run) -> Result<(), Error> {
+    read_sync(run.export())?.write_dir(dir, &[])
 }
 
 fn save_checkpoint(checkpoints: &Checkpoints, run: &Run) -> Result<(), Error> {
-    let optimizer = run.optimizer_bytes()?;
-    let state = serde_json::to_vec(&run.state()).expect("state serializes");
-    let dir = checkpoints.path(run.steps_done());
-    let extra: [(&str, &[u8]); 2] = [(OPTIMIZER, &optimizer), (STATE, &state)];
-    save_model(&dir, run, &extra)?;
+    let checkpoint = read_sync(run.checkpoint())?;
+    let dir = checkpoints.path(checkpoint.state.step);
+    let files = checkpoint.files();
+    let files: Vec<_> = files
+        .iter()
+        .map(|(name, bytes)| (*name, &**bytes))
+        .collect();
+    atomic::write_dir(&dir, &files).map_err(write_error(&dir))?;
     checkpoints.prune().map_err(write_error(&dir))
 }
 

@@ -9,6 +9,7 @@
 //! which natively is driven by `burn::tensor::read_sync` and in the browser by the event loop.
 
 pub mod eval;
+mod moments;
 pub mod optim;
 pub mod order;
 mod run;
@@ -114,11 +115,8 @@ impl Trainer {
     }
 
     /// The optimizer's moments, serialized (burnpack), for a checkpoint.
-    pub fn optimizer_bytes(&self) -> Result<Vec<u8>, String> {
-        self.optim
-            .into_bytes()
-            .map(|bytes| bytes.to_vec())
-            .map_err(|e| format!("serializing the optimizer failed: {e:?}"))
+    pub async fn optimizer_bytes(&self) -> Result<Vec<u8>, String> {
+        moments::to_bytes(&self.optim).await
     }
 
     /// The phase of the next step.

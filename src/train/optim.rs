@@ -9,12 +9,14 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 
+use super::moments;
+
 /// AdamW with betas (0.9, 0.999) and eps 1e-8, as `torch.optim.AdamW`.
 pub fn adamw(weight_decay: f64) -> ModuleOptimizer {
-    AdamWConfig::new()
+    let config = AdamWConfig::new()
         .with_epsilon(1e-8)
-        .with_weight_decay(weight_decay as f32)
-        .init()
+        .with_weight_decay(weight_decay as f32);
+    moments::optimizer(config.build())
 }
 
 /// Learning rate at `step` (0-based) of a phase of `total` steps: linear warmup over `warmup`

@@ -16,9 +16,9 @@ use burn::module::Module;
 use burn::tensor::Device;
 use serde::Serialize;
 
+use super::Trainer;
 use super::eval::{evaluate, reference_logps};
-use super::setup::Report;
-use super::{Trainer, TrainerState};
+use super::setup::{Report, Resume};
 use crate::Error;
 use crate::config::TrainConfig;
 use crate::data::TokenizedPair;
@@ -359,13 +359,19 @@ impl Run {
         &self.heldout.source
     }
 
-    /// The state a checkpoint saves, with `optimizer_bytes` and the policy.
-    pub fn state(&self) -> TrainerState {
-        self.trainer.state()
-    }
-
-    pub fn optimizer_bytes(&self) -> Result<Vec<u8>, Error> {
-        self.trainer.optimizer_bytes().map_err(Error::Runtime)
+    /// The run now as a checkpoint, to continue from with [`super::Start::Resume`]. Without
+    /// DPO's reference: a front end saves that once, at [`Event::Frozen`].
+    pub async fn checkpoint(&self) -> Result<Resume, Error> {
+        Ok(Resume {
+            state: self.trainer.state(),
+            optimizer: self
+                .trainer
+                .optimizer_bytes()
+                .await
+                .map_err(Error::Runtime)?,
+            policy: ("checkpoint".into(), self.export().await?),
+            reference: None,
+        })
     }
 
     /// The policy as a folder's files: a Hugging Face model folder, or in an adapter run a

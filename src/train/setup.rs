@@ -9,6 +9,8 @@
 //! The held-out rule: the pairs of the held-out file when there is one, else the last tenth of
 //! the training pairs (none when there are fewer than ten), which are then not trained on.
 
+use std::borrow::Cow;
+
 use burn::module::Module;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -18,9 +20,9 @@ use super::{Trainer, TrainerState};
 use crate::Error;
 use crate::config::TrainConfig;
 use crate::data::{self, PreferencePair, TokenizedPair};
-use crate::io::Saved;
 use crate::io::hf::{self, ModelFiles};
 use crate::io::peft::{self, Adapter, AdapterFiles};
+use crate::io::{self, Files, Saved};
 use crate::model::lora::{self, FactorSource, FreshFactors};
 use crate::model::{CausalLm, ModelConfig, ModelInfo};
 
@@ -130,10 +132,17 @@ pub enum Start {
     Resume(Resume),
 }
 
-/// A checkpoint to continue from, as files, so that any front end can keep it where it likes.
+/// A checkpoint's files beside the policy's folder: the [`TrainerState`] as JSON, and the
+/// optimizer's moments.
+pub const STATE: &str = "trainer_state.json";
+pub const OPTIMIZER: &str = "optimizer.bpk";
+
+/// A checkpoint to continue from, as files, so that any front end can keep it where it likes:
+/// [`Run::checkpoint`] makes one, [`Resume::files`] are its files and [`Resume::from_files`]
+/// reads them back.
 pub struct Resume {
     pub state: TrainerState,
-    /// The optimizer's moments, from [`Run::optimizer_bytes`].
+    /// The optimizer's moments (burnpack).
     pub optimizer: Vec<u8>,
     /// The policy at `state.step` (a model, or adapters over the run's base), and where it
     /// came from (for messages).
@@ -141,6 +150,39 @@ pub struct Resume {
     /// DPO's reference once SFT is over, as the run saved it when DPO started (`None`: not
     /// saved yet). In an adapter run on a fresh model it is the adapters' base.
     pub reference: Option<(String, Saved)>,
+}
+
+impl Resume {
+    /// A checkpoint folder's files: the policy's, [`OPTIMIZER`] and [`STATE`].
+    pub fn files(&self) -> Vec<(&'static str, Cow<'_, [u8]>)> {
+        let state = serde_json::to_vec(&self.state).expect("state serializes");
+        let policy = self.policy.1.files().into_iter();
+        let mut files: Vec<_> = policy
+            .map(|(name, bytes)| (name, Cow::Borrowed(bytes)))
+            .collect();
+        files.push((OPTIMIZER, Cow::Borrowed(&self.optimizer)));
+        files.push((STATE, Cow::Owned(state)));
+        files
+    }
+
+    /// Reads back a checkpoint folder's `files` (`name`, the folder, starts every message about
+    /// them), with the `reference` the run saved when DPO started, if any.
+    pub fn from_files(
+        name: &str,
+        mut get: impl Files,
+        reference: Option<(String, Saved)>,
+    ) -> Result<Resume, Error> {
+        let mut need = |file: &str| get(file)?.ok_or_else(|| io::missing(name, file));
+        let state = serde_json::from_slice(&need(STATE)?)
+            .map_err(|e| Error::Input(format!("{name}/{STATE}: {e}")))?;
+        let optimizer = need(OPTIMIZER)?;
+        Ok(Resume {
+            state,
+            optimizer,
+            policy: (name.to_string(), Saved::from_files(name, get)?),
+            reference,
+        })
+    }
 }
 
 /// Reads and checks a run's inputs. Uses no device.

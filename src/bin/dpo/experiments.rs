@@ -165,7 +165,7 @@ pub fn frontier_cmd(args: FrontierArgs) -> Result<(), Error> {
     };
     let json = serde_json::to_vec_pretty(&result).expect("json");
     write("reward_kl.json", &json)?;
-    write("reward_kl.svg", frontier::svg::render(&result).as_bytes())?;
+    write("reward_kl.svg", frontier::svg::render(&result)?.as_bytes())?;
     eprintln!(
         "wrote {0}/reward_kl.json and {0}/reward_kl.svg",
         args.out.display()

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use dpo::Error;
+use dpo::charts;
 use dpo::config::TrainConfig;
 use dpo::device::{self, Backend};
 use dpo::dpo::loss::{LossConfig, LossType};
@@ -56,6 +57,19 @@ enum Command {
     /// Write TRL + accelerate files (DPOConfig YAML, accelerate config, launch command) that run
     /// a run folder's training on many GPUs.
     Handoff(HandoffArgs),
+    /// Draw run folders' training charts (their metrics.jsonl) as an SVG picture; several
+    /// runs are overlaid. `dpo train` draws its own into RUN_DIR/charts.svg.
+    Plot(PlotArgs),
+}
+
+#[derive(Args)]
+struct PlotArgs {
+    /// Run folders (each with a metrics.jsonl); the first drawn solid, the others dashed.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Where to write the picture. Default: charts.svg in the first run folder.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -292,6 +306,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench_cmd(args),
         Command::Frontier(args) => frontier_cmd(args),
         Command::Handoff(args) => handoff_cmd(args),
+        Command::Plot(args) => plot(args),
     });
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,
@@ -301,6 +316,20 @@ fn main() -> ExitCode {
         }
         Err(_) => ExitCode::from(1),
     }
+}
+
+fn plot(args: PlotArgs) -> Result<(), Error> {
+    let runs = args
+        .runs
+        .iter()
+        .map(|dir| charts::RunMetrics::read(dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let out = args.out.unwrap_or_else(|| args.runs[0].join(charts::FILE));
+    let svg = charts::render(&runs)?;
+    std::fs::write(&out, svg)
+        .map_err(|e| Error::Runtime(format!("writing {} failed: {e}", out.display())))?;
+    eprintln!("charts: {}", out.display());
+    Ok(())
 }
 
 /// Probing Vulkan adapters makes Mesa's drivers try Wayland, and libwayland prints an
@@ -455,7 +484,7 @@ fn train(args: TrainArgs) -> Result<(), Error> {
     let eval = jobs::train(prepared, &device, &mut progress)?;
     progress.finish();
     eprintln!(
-        "run folder: {} (metrics.jsonl, sft/, final/)",
+        "run folder: {} (metrics.jsonl, charts.svg, sft/, final/)",
         out.display()
     );
     if let Some(m) = eval {
