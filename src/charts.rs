@@ -78,6 +78,16 @@ const CHOSEN: RGBColor = RGBColor(0x1a, 0x7f, 0x37);
 const REJECTED: RGBColor = RGBColor(0xcf, 0x22, 0x2e);
 const ACCURACY: RGBColor = RGBColor(0x9a, 0x67, 0x00);
 
+impl Curve {
+    /// The phases whose values the chart shows: a DPO curve's held-out value too (a cross).
+    fn drawn_phases(&self) -> &'static [Phase] {
+        match self.phase {
+            Phase::Dpo => &[Phase::Dpo, Phase::Eval],
+            _ => &[Phase::Sft],
+        }
+    }
+}
+
 const fn dpo(label: &'static str, value: fn(&Metrics) -> Option<f64>, colour: RGBColor) -> Curve {
     Curve {
         label,
@@ -167,7 +177,10 @@ fn draw_chart(
             .curves
             .iter()
             .filter(|c| c.right_axis == right)
-            .flat_map(|c| runs.iter().flat_map(move |r| points(c, &r.metrics, true)))
+            .flat_map(|c| {
+                runs.iter()
+                    .flat_map(move |r| points(c, &r.metrics, c.drawn_phases()))
+            })
             .map(|(_, v)| v);
         let (lo, hi) = chart.range.unwrap_or_else(|| padded_range(values));
         lo..hi
@@ -199,7 +212,7 @@ fn draw_chart(
     for (i, run) in runs.iter().enumerate() {
         for curve in chart.curves {
             let style = curve.colour.stroke_width(2);
-            let line = points(curve, &run.metrics, false);
+            let line = points(curve, &run.metrics, &[curve.phase]);
             let label = match runs.len() {
                 1 => curve.label.to_owned(),
                 _ => format!("{} ({})", curve.label, run.name),
@@ -221,12 +234,8 @@ fn draw_chart(
             if curve.phase != Phase::Dpo {
                 continue;
             }
-            let crosses = run
-                .metrics
-                .iter()
-                .filter(|m| m.phase == Phase::Eval)
-                .filter_map(|m| Some((m.step as f64, (curve.value)(m)?)))
-                .filter(|(_, v)| v.is_finite())
+            let crosses = points(curve, &run.metrics, &[Phase::Eval])
+                .into_iter()
                 .map(|p| Cross::new(p, 6, curve.colour.stroke_width(2)));
             let anno = match curve.right_axis {
                 false => context.draw_series(crosses)?,
@@ -249,13 +258,11 @@ fn draw_chart(
     Ok(())
 }
 
-/// A curve's finite points in one run: its phase's steps, and with `with_eval` a DPO curve's
-/// held-out values too (for the axis range).
-fn points(curve: &Curve, metrics: &[Metrics], with_eval: bool) -> Vec<(f64, f64)> {
-    let eval = with_eval && curve.phase == Phase::Dpo;
+/// A curve's finite values at the steps of `phases` in one run.
+fn points(curve: &Curve, metrics: &[Metrics], phases: &[Phase]) -> Vec<(f64, f64)> {
     metrics
         .iter()
-        .filter(|m| m.phase == curve.phase || (eval && m.phase == Phase::Eval))
+        .filter(|m| phases.contains(&m.phase))
         .filter_map(|m| Some((m.step as f64, (curve.value)(m)?)))
         .filter(|(_, v)| v.is_finite())
         .collect()

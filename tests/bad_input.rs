@@ -224,7 +224,7 @@ fn generate(builder: &str, folders: &Folders) {
             let export = dpo::io::peft::export(&model, &lora, &info.config, "model");
             let files = burn::tensor::read_sync(export).unwrap();
             let dir = folders.case.join("adapter");
-            Saved::Adapter(files).write_dir(&dir, &[]).unwrap();
+            Saved::Adapter(files).write_dir(&dir).unwrap();
             patch_json(
                 &dir.join("adapter_config.json"),
                 &folders.case.join("adapter-patch.json"),

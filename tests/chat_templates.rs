@@ -119,7 +119,7 @@ fn model_folder_with_chat_template_jinja() {
 
     let out = dir.join("exported");
     Saved::Model(common::export_files(&info, &model))
-        .write_dir(&out, &[])
+        .write_dir(&out)
         .unwrap();
     assert_eq!(
         fs::read(out.join(hf::CHAT_TEMPLATE)).unwrap(),

@@ -81,11 +81,9 @@ impl Saved {
         Ok(Saved::Adapter(peft::read_dir(dir)?))
     }
 
-    /// Writes the folder atomically, with `extra` files beside.
-    pub fn write_dir(&self, dir: &std::path::Path, extra: &[(&str, &[u8])]) -> Result<(), Error> {
-        let mut all = self.files();
-        all.extend_from_slice(extra);
-        atomic::write_dir(dir, &all)
+    /// Writes the folder atomically.
+    pub fn write_dir(&self, dir: &std::path::Path) -> Result<(), Error> {
+        atomic::write_dir(dir, &self.files())
             .map_err(|e| Error::Runtime(format!("writing {} failed: {e}", dir.display())))
     }
 }

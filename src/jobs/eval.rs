@@ -189,5 +189,5 @@ pub fn merge(model: &Path, adapter: &Path, out: &Path, device: &Device) -> Resul
     }
     let (info, _, merged) = stack.load(device)?;
     let files = read_sync(hf::export(&merged, &info))?;
-    Saved::Model(files).write_dir(out, &[])
+    Saved::Model(files).write_dir(out)
 }

@@ -220,7 +220,7 @@ pub fn train(
                 save_model(&out.join("final"), &run)?;
                 if job.merge && run.policy().has_adapters() {
                     let merged = read_sync(run.export_merged())?;
-                    Saved::Model(merged).write_dir(&out.join("final-merged"), &[])?;
+                    Saved::Model(merged).write_dir(&out.join("final-merged"))?;
                 }
                 if run.config().steps == 0 {
                     // No DPO phase: the SFT model is the final one.
@@ -263,7 +263,7 @@ fn with_last_checkpoint(error: Error, checkpoints: &Checkpoints) -> Error {
 }
 
 fn save_model(dir: &Path, run: &Run) -> Result<(), Error> {
-    read_sync(run.export())?.write_dir(dir, &[])
+    read_sync(run.export())?.write_dir(dir)
 }
 
 fn save_checkpoint(checkpoints: &Checkpoints, run: &Run) -> Result<(), Error> {

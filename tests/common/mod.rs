@@ -105,7 +105,7 @@ pub fn export_files(info: &ModelInfo, model: &CausalLm) -> hf::ModelFiles {
 pub fn write_model_folder(dir: &Path) {
     let (info, model) = fresh_model(Preset::Micro, &Device::flex());
     Saved::Model(export_files(&info, &model))
-        .write_dir(dir, &[])
+        .write_dir(dir)
         .unwrap();
 }
 

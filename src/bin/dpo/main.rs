@@ -20,6 +20,7 @@ use dpo::config::TrainConfig;
 use dpo::device::{self, Backend};
 use dpo::dpo::loss::{LossConfig, LossType};
 use dpo::generate::{SamplingConfig, mean_reward};
+use dpo::io::atomic;
 use dpo::jobs::{self, TrainJob};
 use dpo::train::Report;
 use experiments::{BenchArgs, FrontierArgs, bench_cmd, frontier_cmd};
@@ -326,7 +327,7 @@ fn plot(args: PlotArgs) -> Result<(), Error> {
         .collect::<Result<Vec<_>, _>>()?;
     let out = args.out.unwrap_or_else(|| args.runs[0].join(charts::FILE));
     let svg = charts::render(&runs)?;
-    std::fs::write(&out, svg)
+    atomic::write_file(&out, svg.as_bytes())
         .map_err(|e| Error::Runtime(format!("writing {} failed: {e}", out.display())))?;
     eprintln!("charts: {}", out.display());
     Ok(())
