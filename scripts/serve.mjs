@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // A tiny static server for www/ (no dependencies): `node scripts/serve.mjs [port]`.
 // Port 0 picks a free one; the first line printed is the URL (tests read it).
+// The pages are cross-origin isolated (COOP + COEP), which lets the CPU backend run on
+// threads; DPO_ISOLATION=off leaves the headers out, as an embedding page that does not send
+// them would (the trainer then runs on one thread).
 import { createServer } from 'node:http';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
@@ -9,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(fileURLToPath(new URL('../www/', import.meta.url)));
 const port = Number(process.argv[2] ?? process.env.PORT ?? 8080);
+const isolation = process.env.DPO_ISOLATION === 'off' ? {}
+  : { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
 
 // The pages' Content-Security-Policy, read from index.html's <meta> so that it is written
 // once (tests/browser/csp.test.mjs checks every page carries the same). Sent as a header on
@@ -89,6 +94,7 @@ const server = createServer((req, res) => {
     // Always revalidate: a rebuilt wasm must never meet a cached dpo.js.
     'cache-control': 'no-cache',
     'content-security-policy': csp,
+    ...isolation,
   });
   if (req.method === 'HEAD') res.end();
   else if (body) res.end(body);
@@ -97,4 +103,5 @@ const server = createServer((req, res) => {
 
 server.listen(port, '127.0.0.1', () => {
   console.log(`http://127.0.0.1:${server.address().port}/`);
+  console.log(isolation['cross-origin-opener-policy'] ? 'cross-origin isolated (COOP + COEP)' : 'not cross-origin isolated (DPO_ISOLATION=off)');
 });

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 # (Re)build the page when it is missing or older than the Rust sources: a stale wasm would
 # test yesterday's library.
-if [ ! -f www/pkg/dpo_bg.wasm ] || [ ! -f www/vendor/uPlot.esm.js ] || [ ! -f www/samples/train.jsonl ] \
+if [ ! -f www/pkg/dpo_bg.wasm ] || [ ! -f www/pkg-cpu/dpo_bg.wasm ] || [ ! -f www/vendor/uPlot.esm.js ] || [ ! -f www/samples/train.jsonl ] \
   || [ -n "$(find src Cargo.toml Cargo.lock .cargo -newer www/pkg/dpo_bg.wasm 2>/dev/null | head -n1)" ]; then
   scripts/build_web.sh
 fi
@@ -21,17 +21,32 @@ if ! command -v chromium >/dev/null; then
   apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }
 fi
 
-log=$(mktemp)
-node scripts/serve.mjs 0 >"$log" &
-server=$!
-trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
-for _ in $(seq 50); do
-  url=$(head -n1 "$log")
-  [ -n "$url" ] && break
-  sleep 0.1
-done
-[ -n "$url" ] || { echo "the static server did not start" >&2; exit 1; }
-
-# One test at a time: each trains a model, and two at once would only fight over 2 cores.
+# Every test twice: on pages that are cross-origin isolated (serve.mjs's COOP + COEP: the CPU
+# backend on threads) and on pages that are not (an embedding page without the headers: one
+# thread). One test at a time: each trains a model, and two at once would only fight over
+# 2 cores.
 if [ $# -eq 0 ]; then set -- tests/browser/; fi
-DPO_WEB_URL="$url" node --test --test-concurrency=1 --test-reporter=spec "$@"
+log=$(mktemp)
+server=
+failed=()
+trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
+for isolation in on off; do
+  DPO_ISOLATION=$isolation node scripts/serve.mjs 0 >"$log" &
+  server=$!
+  url=
+  for _ in $(seq 50); do
+    url=$(head -n1 "$log")
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "the static server did not start" >&2; exit 1; }
+  echo "== browser tests, $(sed -n 2p "$log")"
+  DPO_ISOLATION=$isolation DPO_WEB_URL="$url" node --test --test-concurrency=1 --test-reporter=spec "$@" \
+    || failed+=("isolation $isolation")
+  kill $server
+  wait $server 2>/dev/null || true
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "browser tests failed: ${failed[*]}" >&2
+  exit 1
+fi

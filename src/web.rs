@@ -5,8 +5,6 @@
 //! plain objects, metrics with the names of metrics.jsonl. Every device read is awaited: a
 //! browser cannot block, so nothing here calls a synchronous read.
 
-use std::cell::RefCell;
-
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
@@ -27,29 +25,46 @@ pub fn start() {
     let _ = console_log::init_with_level(log::Level::Warn);
 }
 
-thread_local! {
-    /// The WebGPU device: its runtime can be initialised only once per worker.
-    static WEBGPU: RefCell<Option<Device>> = const { RefCell::new(None) };
-}
+// The CPU-only build's thread pool: `initThreadPool(n)` starts n Web Workers sharing the
+// module's memory for rayon (the page must be cross-origin isolated). Where it is not called,
+// rayon runs every op on the calling thread.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
 
 async fn device(backend: &str) -> Result<Device, JsError> {
     match backend {
         "cpu" => Ok(Device::flex()),
-        "webgpu" => {
-            if let Some(device) = WEBGPU.with(|d| d.borrow().clone()) {
-                return Ok(device);
-            }
-            let device = Device::wgpu_options()
-                .init_async()
-                .await
-                .map_err(|e| JsError::new(&format!("WebGPU could not start: {e}")))?;
-            WEBGPU.with(|d| *d.borrow_mut() = Some(device.clone()));
-            Ok(device)
-        }
+        "webgpu" => webgpu().await,
         other => Err(JsError::new(&format!(
             "unknown backend `{other}` (webgpu or cpu)"
         ))),
     }
+}
+
+#[cfg(feature = "webgpu")]
+thread_local! {
+    /// The WebGPU device: its runtime can be initialised only once per worker.
+    static WEBGPU: std::cell::RefCell<Option<Device>> = const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(feature = "webgpu")]
+async fn webgpu() -> Result<Device, JsError> {
+    if let Some(device) = WEBGPU.with(|d| d.borrow().clone()) {
+        return Ok(device);
+    }
+    let device = Device::wgpu_options()
+        .init_async()
+        .await
+        .map_err(|e| JsError::new(&format!("WebGPU could not start: {e}")))?;
+    WEBGPU.with(|d| *d.borrow_mut() = Some(device.clone()));
+    Ok(device)
+}
+
+#[cfg(not(feature = "webgpu"))]
+async fn webgpu() -> Result<Device, JsError> {
+    Err(JsError::new(
+        "this build of the library is CPU-only (pkg-cpu): load pkg/ for WebGPU",
+    ))
 }
 
 #[derive(Serialize)]
@@ -121,6 +136,16 @@ pub fn facts() -> Result<JsValue, JsError> {
         max_chunk_logits: MAX_CHUNK_LOGITS,
         metrics: &Metrics::NAMES,
     })
+}
+
+/// The threads the CPU backend runs on: the pool's size after `initThreadPool`, else 1.
+/// (Asked before `initThreadPool`, rayon settles on one thread for good.)
+#[wasm_bindgen(js_name = cpuThreads)]
+pub fn cpu_threads() -> usize {
+    #[cfg(feature = "threads")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "threads"))]
+    1
 }
 
 /// One training run ([`Run`], the driver every front end shares) on one backend. The worker

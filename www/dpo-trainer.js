@@ -10,8 +10,11 @@
 //
 // The page must be served from the same origin as this file (browsers start module workers
 // only from their own origin). The element registers no service worker. Under a
-// Content-Security-Policy it needs worker-src and connect-src 'self' on the page, and
-// 'wasm-unsafe-eval' in the policy served with worker.js (it compiles the wasm).
+// Content-Security-Policy it needs worker-src 'self' blob: and connect-src 'self' on the page,
+// and 'wasm-unsafe-eval' in the policy served with worker.js (it compiles the wasm). The CPU
+// backend runs on every core only where the page is cross-origin isolated (served with
+// `Cross-Origin-Opener-Policy: same-origin` and `Cross-Origin-Embedder-Policy: require-corp`),
+// else on one thread; the `dpo-start` event's `threads` says which.
 //
 // Attributes (read when a run starts; `beta` and `dataset` also update the controls):
 //   dataset     a shipped sample (sentiment, standard, implicit_prompt, conversational) or the
@@ -28,7 +31,8 @@
 //               Default: "rewards margins"
 //   autostart   present: train as soon as the data is checked
 // Events (they bubble and cross shadow roots, so a page can listen on document):
-//   dpo-start     {backend, reason, totalSteps}  training has begun on `backend`
+//   dpo-start     {backend, reason, threads, totalSteps}  training has begun on `backend`
+//                 (threads: the CPU backend's, null on WebGPU)
 //   dpo-progress  {metrics, totalSteps}          after every step (metrics.jsonl's fields)
 //   dpo-done      {stopped, metrics, evaluation} metrics: every step's; evaluation: held-out
 //                                                {metrics, margins} or null
@@ -204,9 +208,9 @@ export class DpoTrainer extends HTMLElement {
       if (this.hasAttribute('autostart') && client.dataReady && !this.#run && !client.state.metrics.length) this.start().catch(() => {});
     });
     on('status', ({ text }) => this.#say(text));
-    on('backend', ({ backend, reason, totalSteps }) => {
+    on('backend', ({ backend, reason, threads, totalSteps }) => {
       this.#say(`Training on ${backendNames[backend]} (${reason})`);
-      this.#emit('dpo-start', { backend, reason, totalSteps });
+      this.#emit('dpo-start', { backend, reason, threads, totalSteps });
     });
     on('metrics', ({ metrics: m }) => {
       this.charts.add(m);

@@ -10,7 +10,7 @@
 // next start() works without reloading the page. `ready` is false until it has loaded.
 
 const freshRun = () => ({
-  metrics: [], backend: null, reason: null, totalSteps: null, parameters: null, evaluation: null,
+  metrics: [], backend: null, reason: null, threads: null, totalSteps: null, parameters: null, evaluation: null,
   generations: { before: null, after: null }, done: false, error: null, exported: null,
   // In the tab's saved runs (run-store.js): {id, step, problem} (step: the newest checkpoint's;
   // null once finished and removed; problem: why saving stopped, if it did); resumedFrom: the
@@ -110,7 +110,7 @@ export class TrainerClient extends EventTarget {
     switch (message.type) {
       case 'ready': this.ready = true; break;
       case 'checked': s.checked[message.slot] = message; break;
-      case 'backend': Object.assign(s, { backend: message.backend, reason: message.reason, totalSteps: message.totalSteps }); break;
+      case 'backend': Object.assign(s, { backend: message.backend, reason: message.reason, threads: message.threads, totalSteps: message.totalSteps }); break;
       case 'metrics': s.metrics.push(message.metrics); break;
       case 'resumed':
         s.metrics.push(...message.metrics);

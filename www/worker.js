@@ -1,7 +1,7 @@
-// The training worker: owns the wasm module and one WebTrainer, so that no training work
-// ever runs on the page's thread (burn's CPU backend is synchronous in wasm and would freeze
-// the page). Started by trainer-client.js (for the full page and every <dpo-trainer>) as
-// `new Worker('worker.js', {type: 'module'})`.
+// The training worker: owns the wasm modules (library.js) and one WebTrainer, so that no
+// training work ever runs on the page's thread (burn's CPU backend is synchronous in wasm and
+// would freeze the page). Started by trainer-client.js (for the full page and every
+// <dpo-trainer>) as `new Worker('worker.js', {type: 'module'})`.
 //
 // Messages in (page -> worker):
 //   {type:'load', train:{name, bytes}, eval?:{name, bytes}, quiet?:true}   check and keep the
@@ -30,7 +30,8 @@
 //   {type:'ready'}                                 the wasm module is initialised
 //   {type:'checked', slot:'train'|'eval', name, pairs, bad, errors:[{line, field, message, text}]}
 //   {type:'status', text}                          what the worker is doing (trial runs, ...)
-//   {type:'backend', backend:'webgpu'|'cpu', reason, totalSteps}
+//   {type:'backend', backend:'webgpu'|'cpu', reason, threads, totalSteps}   threads: the CPU
+//       backend's (null on WebGPU); the reason says them in words
 //   {type:'resumed', id, step, metrics}            a saved run continues after `step`;
 //       metrics: those of the steps it had done
 //   {type:'saved', id, step, problem}              the run is saved (step: its newest
@@ -56,8 +57,8 @@
 // Before training on WebGPU the model's largest buffers are checked against the adapter's
 // limits (gpu-limits.js): `webgpu` refuses a model that cannot fit, `auto` takes the CPU.
 
-import init, { WebTrainer, checkPairs, facts } from './pkg/dpo.js';
-import { describe, reportFailures, setWasmMemory } from './failures.js';
+import { cpuLibrary, firstLibrary, moduleFor } from './library.js';
+import { describe, reportFailures } from './failures.js';
 import { limitProblem, modelShape, setFacts } from './gpu-limits.js';
 import { unknownMetrics } from './metric-names.js';
 import { Checkpointer } from './checkpointer.js';
@@ -65,9 +66,8 @@ import { SavedRun } from './run-store.js';
 
 const { post, fail, doing } = reportFailures((message, transfer) => self.postMessage(message, transfer));
 
-const ready = init().then((wasm) => {
-  setWasmMemory(wasm.memory);
-  const library = facts();
+const ready = firstLibrary().then(({ module }) => {
+  const library = module.facts();
   setFacts(library);
   const unknown = unknownMetrics(library.metrics);
   if (unknown.length) throw new Error(`the page reads metrics the library does not report: ${unknown.join(', ')}`);
@@ -132,7 +132,7 @@ async function load({ train, eval: heldOut, quiet = false }) {
     if (!file) continue;
     const bytes = file.bytes instanceof Uint8Array ? file.bytes : new Uint8Array(file.bytes);
     doing('checking the pairs');
-    const checked = checkPairs(file.name, bytes);
+    const checked = (await firstLibrary()).module.checkPairs(file.name, bytes);
     if (!quiet || checked.bad > 0) post({ type: 'checked', slot, name: file.name, ...checked });
     if (checked.bad > 0 || checked.pairs === 0) files.invalid = true;
     else files[slot] = { name: file.name, bytes };
@@ -173,7 +173,8 @@ async function resumeJob(id) {
 // The current run's {train, heldout, model?, resume?} while its trainer is built. create
 // copies the bytes, so the trial trainers of `auto` and the run share them.
 let inputs;
-const createTrainer = (backend, settings, report) => {
+const createTrainer = async (backend, settings, report) => {
+  const { WebTrainer } = await moduleFor(backend);
   doing(`building the model on ${backend === 'cpu' ? 'the CPU' : 'WebGPU'}`, backend);
   return WebTrainer.create(backend, { settings, report, ...inputs });
 };
@@ -203,7 +204,9 @@ async function train(current, job) {
   }
   trainer = chosen.trainer;
   const totalSteps = trainer.totalSteps;
-  post({ type: 'backend', backend: chosen.backend, reason: chosen.reason, totalSteps });
+  // The CPU backend's threads (library.js), said with the reason.
+  const { threads, note } = chosen.backend === 'cpu' ? await cpuLibrary() : { threads: null, note: null };
+  post({ type: 'backend', backend: chosen.backend, reason: [chosen.reason, note].filter(Boolean).join('; '), threads, totalSteps });
 
   const reportParameters = parameterReporter(settings.lora);
   reportParameters();

@@ -1,5 +1,6 @@
 // The Content-Security-Policy: every page carries the same <meta> policy, scripts/serve.mjs
-// sends it as a header (the worker's policy), it allows only the site's own origin, and the
+// sends it as a header (the worker's policy, with COOP + COEP unless DPO_ISOLATION=off), it
+// allows only the site's own origin, and the
 // pages work under it: a CPU run with its export on the full page, the lesson, the embedding
 // example, with no violation reported. A request to another origin is refused, from the page
 // and from the training worker.
@@ -27,17 +28,24 @@ test('one policy, own origin only, on every page and in the server header; nothi
   assert.deepEqual(directives['script-src'], ["'self'", "'wasm-unsafe-eval'"]);
   assert.deepEqual(directives['object-src'], ["'none'"]);
   assert.deepEqual(directives['base-uri'], ["'none'"]);
+  // The CPU build's thread workers start from a blob: copy of their own script (same origin).
+  assert.deepEqual(directives['worker-src'], ["'self'", 'blob:']);
   for (const [name, sources] of Object.entries(directives)) {
     for (const source of sources) {
-      assert.ok(["'self'", "'none'", "'wasm-unsafe-eval'", 'data:'].includes(source), `${name} allows ${source}`);
+      assert.ok(["'self'", "'none'", "'wasm-unsafe-eval'", 'data:'].includes(source) || name === 'worker-src',
+        `${name} allows ${source}`);
     }
   }
 
   const server = await serverUrl();
   try {
-    for (const path of ['', 'worker.js', 'pkg/dpo.js', 'sw.js']) {
+    const isolated = process.env.DPO_ISOLATION !== 'off';
+    for (const path of ['', 'worker.js', 'pkg/dpo.js', 'pkg-cpu/dpo.js', 'sw.js']) {
       const response = await fetch(`${server.url}${path}`);
       assert.equal(response.headers.get('content-security-policy'), policy, `the header of /${path}`);
+      // Cross-origin isolation (threads for the CPU build) unless the server was told otherwise.
+      assert.equal(response.headers.get('cross-origin-opener-policy'), isolated ? 'same-origin' : null);
+      assert.equal(response.headers.get('cross-origin-embedder-policy'), isolated ? 'require-corp' : null);
     }
   } finally {
     server.stop();

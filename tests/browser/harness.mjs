@@ -26,10 +26,14 @@ export async function launch({ webgpu = true } = {}) {
 }
 
 // The server scripts/test_browser.sh started (DPO_WEB_URL), or one of our own on a free port
-// (always our own with `own: true`, for a test that takes the server away).
-export async function serverUrl({ own = false } = {}) {
-  if (process.env.DPO_WEB_URL && !own) return { url: process.env.DPO_WEB_URL, stop: () => {} };
-  const child = spawn(process.execPath, [join(root, 'scripts', 'serve.mjs'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+// (always our own with `own: true`, for a test that takes the server away). `isolated`: send
+// COOP + COEP (serve.mjs's default, unless DPO_ISOLATION=off in the environment); asking for
+// other than the environment's setting starts our own server.
+const isolatedByDefault = process.env.DPO_ISOLATION !== 'off';
+export async function serverUrl({ own = false, isolated = isolatedByDefault } = {}) {
+  if (process.env.DPO_WEB_URL && !own && isolated === isolatedByDefault) return { url: process.env.DPO_WEB_URL, stop: () => {} };
+  const env = { ...process.env, DPO_ISOLATION: isolated ? 'on' : 'off' };
+  const child = spawn(process.execPath, [join(root, 'scripts', 'serve.mjs'), '0'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`serve.mjs exited with ${code}`)));

@@ -16,6 +16,7 @@ test('the offline list names every file the site serves', () => {
   const wanted = [
     ...readdirSync(www).filter((f) => /\.(html|js|css)$/.test(f) && f !== 'sw.js'),
     ...['pkg/dpo.js', 'pkg/dpo_bg.wasm', 'samples/reward_kl.json'],
+    ...readdirSync(join(www, 'pkg-cpu'), { recursive: true }).filter((f) => /\.(js|wasm)$/.test(f)).map((f) => `pkg-cpu/${f}`),
     ...['vendor', 'samples'].flatMap((dir) => readdirSync(join(www, dir)).map((f) => `${dir}/${f}`)),
   ];
   assert.deepEqual(wanted.filter((f) => !listed.has(f)), [], 'files missing from sw.js FILES');
