@@ -20,12 +20,18 @@ const FILES = [
   'samples/implicit_prompt.jsonl', 'samples/conversational.jsonl', 'samples/reward_kl.json',
 ];
 
+// The WebGPU build (7 MB gzipped) is copied ahead only where WebGPU can run: a device without
+// it trains on pkg-cpu/ and never loads pkg/ (a file fetched online is cached all the same).
+const WEBGPU_BUILD = new Set(['pkg/dpo.js', 'pkg/dpo_bg.wasm']);
+
 self.addEventListener('install', (event) => {
   event.waitUntil((async () => {
     const cache = await caches.open(CACHE);
+    const webgpu = await self.navigator.gpu?.requestAdapter().catch(() => null);
+    const files = webgpu ? FILES : FILES.filter((file) => !WEBGPU_BUILD.has(file));
     // One file at a time and forgiving: a file this build lacks (reward_kl.json before the
     // native experiment has run) must not keep the rest from being cached.
-    await Promise.all(FILES.map((file) =>
+    await Promise.all(files.map((file) =>
       cache.add(file).catch((error) => console.warn(`offline copy: ${file} not cached (${error.message})`))));
     await self.skipWaiting();
   })());
