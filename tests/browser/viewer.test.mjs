@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dpoBinary, launch, openPage, screenshot, serverUrl, waitForRun } from './harness.mjs';
+import { dpoBinary, launch, openPage, screenshot, serverUrl, trainAgain } from './harness.mjs';
 
 // Two small CPU runs that differ in seed, β and where SFT ends, so that their steps only
 // partly coincide: the overlay must align them by step.
@@ -173,9 +173,7 @@ test('a new run in the tab takes the charts back from viewed runs, and draws liv
     const { page, consoleLines } = await openPage(browser, `${server.url}#${setup}`);
     await page.setInputFiles('#run-dir', folder);
     await page.waitForFunction(() => window.dpoCharts.viewedRuns()?.length === 1, null, { timeout: 10_000 });
-    await page.waitForFunction(() => !document.querySelector('#start').disabled, null, { timeout: 60_000 });
-    await page.click('#start');
-    const run = await waitForRun(page, 150_000);
+    const run = await trainAgain(page, 150_000);
     assert.equal(run.error, null, consoleLines.join('\n'));
     assert.equal(await viewed(page), null);
     assert.equal(await page.locator('#run-viewer .viewed-runs li').count(), 0);
