@@ -4,9 +4,9 @@
 // folder) in model-picker.js; this module only wires them to the page.
 // All training happens in the worker; this thread only draws, so the page never freezes.
 import { Charts } from './charts.js';
-import { METRIC as M } from './metric-names.js';
+import { METRIC as M, signed } from './metric-names.js';
 import { TrainerClient } from './trainer-client.js';
-import { defaults, startMessage } from './settings.js';
+import { defaults, settingValue, startMessage } from './settings.js';
 import { fetchDataset, readFile, samples } from './samples.js';
 import { ModelPicker, onDrop } from './model-picker.js';
 import { SavedRuns, saveOptions } from './saved-runs.js';
@@ -132,12 +132,15 @@ onDrop($('#drop'), (transfer) => {
 
 async function startTraining() {
   let message;
+  let checkpointEvery;
   starting = true;
   updateButtons();
   try {
     // First: it may lower max_length to what the folder's model can hold.
     const model = await picker.startFiles();
-    message = startMessage(Object.fromEntries(Object.keys(defaults).map((name) => [name, form.elements[name].value])));
+    const raw = Object.fromEntries(Object.keys(defaults).map((name) => [name, form.elements[name].value]));
+    message = startMessage(raw);
+    checkpointEvery = settingValue(raw, 'checkpoint_every');
     if (model) message.model = model;
   } catch (error) {
     return showError(error.message);
@@ -146,7 +149,7 @@ async function startTraining() {
     updateButtons();
   }
   newRun(picker.usesFolder ? picker.label : '');
-  message.save = saveOptions(form.elements.checkpoint_every.value, message, { data: client.data.train.name, model: runModel });
+  message.save = saveOptions(checkpointEvery, message, { data: client.data.train.name, model: runModel });
   client.start(message);
 }
 
@@ -169,7 +172,6 @@ new SavedRuns($('#saved-runs'), client, (id) => {
 });
 
 const backendNames = { webgpu: 'WebGPU', cpu: 'the CPU (wasm)' };
-const signed = (v) => (v >= 0 ? '+' : '−') + Math.abs(v).toFixed(3);
 
 function onMetrics(m) {
   charts.add(m);

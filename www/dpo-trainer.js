@@ -43,7 +43,7 @@
 //   stop(), pause(), resume()
 //   running, metrics (this run's steps), backend, charts (points(), drawn(name): test hooks)
 import { Charts, chartCards } from './charts.js';
-import { METRIC as M } from './metric-names.js';
+import { METRIC as M, signed } from './metric-names.js';
 import { TrainerClient } from './trainer-client.js';
 import { defaults, startMessage } from './settings.js';
 import { fetchDataset, readFile, samples } from './samples.js';
@@ -52,7 +52,6 @@ import { fetchDataset, readFile, samples } from './samples.js';
 const elementDefaults = { ...defaults, preset: 'micro', sft_steps: 40, steps: 60, batch: 8, max_length: 64, eval_limit: 64 };
 const OWN_FILE = ':file'; // the dataset choice that shows the file picker
 const here = (path) => new URL(path, import.meta.url).href;
-const signed = (v) => (v >= 0 ? '+' : '−') + Math.abs(v).toFixed(3);
 const backendNames = { webgpu: 'WebGPU', cpu: 'CPU (wasm)' };
 
 const template = document.createElement('template');

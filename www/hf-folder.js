@@ -55,8 +55,8 @@ async function walk(entry, prefix, depth = 0) {
   return lists.flat();
 }
 
-const dirOf = (path) => path.slice(0, Math.max(path.lastIndexOf('/'), 0));
-const baseOf = (path) => path.slice(path.lastIndexOf('/') + 1);
+export const dirOf = (path) => path.slice(0, Math.max(path.lastIndexOf('/'), 0));
+export const baseOf = (path) => path.slice(path.lastIndexOf('/') + 1);
 
 // The model folder among the picked files: the one holding config.json nearest the top
 // (a Hub repository may have subfolders such as onnx/), else the top one.

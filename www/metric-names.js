@@ -13,6 +13,9 @@ export const METRIC = {
   ms: 'ms',
 };
 
+// A metric as the page writes it: sign always shown, three decimals (a true minus sign).
+export const signed = (v) => (v >= 0 ? '+' : '−') + Math.abs(v).toFixed(3);
+
 // The page's names missing from the library's list (empty when they agree).
 export function unknownMetrics(libraryNames) {
   return Object.values(METRIC).filter((name) => !libraryNames.includes(name));

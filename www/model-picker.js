@@ -6,7 +6,7 @@
 import { CHAT_TEMPLATE, chooseFolder, compact, dropEntries, inputEntries, inspectFolder, OPTIONAL, readFolder, WANTED } from './hf-folder.js';
 import { defaults } from './settings.js';
 
-const el = (tag, className, text) => Object.assign(document.createElement(tag), { className, textContent: text ?? '' });
+export const el = (tag, className, text) => Object.assign(document.createElement(tag), { className, textContent: text ?? '' });
 
 // Emits `change` whenever `ready` or the summary may have changed, and `picked` when a new
 // folder was read (the page clears an error that was about the previous one).

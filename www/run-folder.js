@@ -2,7 +2,8 @@
 // looked at with the page's own charts: its metrics.jsonl (one metrics object per step, the
 // names metric-names.js lists, and an `eval` line with the held-out evaluation at the end),
 // and train_config.json and run_inputs.json for a caption. No DOM here: run-viewer.js draws it.
-import { METRIC as M } from './metric-names.js';
+import { METRIC as M, signed } from './metric-names.js';
+import { baseOf, dirOf } from './hf-folder.js';
 
 export const METRICS_FILE = 'metrics.jsonl';
 const CONFIG_FILE = 'train_config.json';
@@ -10,9 +11,6 @@ const INPUTS_FILE = 'run_inputs.json';
 const PHASES = ['sft', 'dpo', 'eval'];
 // What a DPO step must carry for its charts: a file without them is from another program.
 const DPO_KEYS = [M.chosen, M.rejected, M.margins, M.accuracies];
-
-const dirOf = (path) => path.slice(0, Math.max(path.lastIndexOf('/'), 0));
-const baseOf = (path) => path.slice(path.lastIndexOf('/') + 1);
 
 // The runs among picked or dropped files ([{path, file}], as hf-folder.js's inputEntries and
 // dropEntries give them): every folder holding a metrics.jsonl is one (so a picked parent such
@@ -103,7 +101,6 @@ function lineProblem(m) {
   return null;
 }
 
-const signed = (v) => (v >= 0 ? '+' : '−') + Math.abs(v).toFixed(3);
 const fixed = (v, digits) => (typeof v === 'number' ? v.toFixed(digits) : '—');
 
 // The run in one line: what trained (preset or model folder, loss, β, steps, batch, seed,

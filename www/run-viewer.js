@@ -3,11 +3,10 @@
 // three overlaid, each captioned with its settings and held-out result. Reading the folders
 // is run-folder.js's; drawing them is charts.js's (`view`); this module is the panel.
 import { dropEntries, inputEntries } from './hf-folder.js';
-import { onDrop } from './model-picker.js';
+import { el, onDrop } from './model-picker.js';
 import { MAX_RUNS, runLines } from './charts.js';
 import { caption, findRuns, readRun } from './run-folder.js';
 
-const el = (tag, className, text) => Object.assign(document.createElement(tag), { className, textContent: text ?? '' });
 
 export class RunViewer {
   runs = []; // readRun's results, with unique names (the legend tells runs apart by them)
@@ -105,7 +104,6 @@ export class RunViewer {
     }));
     this.ui.list.hidden = this.runs.length === 0;
     this.ui.live.disabled = this.runs.length === 0;
-    this.root.classList.toggle('viewing', this.runs.length > 0);
   }
 
   #showError(message) {

@@ -4,12 +4,12 @@
 // removes them, as there is nothing left to resume.
 import { listRuns, removeRun } from './run-store.js';
 
-// The start message's `save`: a checkpoint every `every` steps (a form value; blank or 0:
-// only at the end of each phase, pause and stop), and a name for the list.
+// The start message's `save`: a checkpoint every `every` steps (a number, settings.js's
+// `checkpoint_every`; 0: only at the end of each phase, pause and stop), and a name for the list.
 export function saveOptions(every, { settings }, { data, model }) {
   const { preset, loss } = settings;
   const name = [data, model || `new ${preset} model`, `${loss.loss_type.join('+')} β ${loss.beta}`].join(' · ');
-  return { every: Math.max(0, Math.floor(Number(every) || 0)), name };
+  return { every: Math.max(0, Math.floor(every)), name };
 }
 
 const when = (time) => new Date(time).toLocaleString();

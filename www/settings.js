@@ -16,19 +16,21 @@ const textFields = new Set(['preset', 'backend', 'loss', 'lora_targets']);
 // The settings that go to TrainConfig; the rest steer the worker (backend, generations, evaluation).
 const configFields = ['preset', 'seed', 'sft_steps', 'steps', 'batch', 'lr', 'sft_lr', 'max_length', 'warmup_steps'];
 
-// `raw`: name -> string or number; missing or empty values take `base`'s. Throws on a value
-// that is not a number, naming the field.
+// One setting from `raw` (name -> string or number): missing or empty takes `base`'s;
+// undefined when blank there too (the library's default). Throws on a value that is not a
+// number, naming the field.
+export function settingValue(raw, name, base = defaults) {
+  const given = raw[name];
+  const text = given === undefined || given === null || given === '' ? base[name] : given;
+  if (text === '') return undefined;
+  if (textFields.has(name)) return String(text);
+  const number = Number(text);
+  if (!Number.isFinite(number)) throw new Error(`${name}: not a number (${given})`);
+  return number;
+}
+
 export function startMessage(raw, { base = defaults, prompts = 4 } = {}) {
-  // undefined: blank here and in `base`, the library's default.
-  const value = (name) => {
-    const given = raw[name];
-    const text = given === undefined || given === null || given === '' ? base[name] : given;
-    if (text === '') return undefined;
-    if (textFields.has(name)) return String(text);
-    const number = Number(text);
-    if (!Number.isFinite(number)) throw new Error(`${name}: not a number (${given})`);
-    return number;
-  };
+  const value = (name) => settingValue(raw, name, base);
   const settings = {};
   for (const name of configFields) {
     const given = value(name);
