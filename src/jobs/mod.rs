@@ -238,9 +238,16 @@ pub fn train(
         }
     }
     // The run's charts as a picture, from the whole log (a resumed run's earlier steps too).
-    let charts = charts::render(&[RunMetrics::read(out)?])?;
+    // The run itself is done and saved: a picture that cannot be drawn is said, not an error.
     let charts_path = out.join(charts::FILE);
-    atomic::write_file(&charts_path, charts.as_bytes()).map_err(write_error(&charts_path))?;
+    let drawn = RunMetrics::read(out)
+        .and_then(|run| charts::render(&[run]))
+        .and_then(|svg| {
+            atomic::write_file(&charts_path, svg.as_bytes()).map_err(write_error(&charts_path))
+        });
+    if let Err(e) = drawn {
+        progress.message(&format!("{} not written: {e}", charts_path.display()));
+    }
     if let [Some((count, before)), Some((_, after))] = rewards {
         progress.message(&format!(
             "generations on {count} held-out prompts, mean ground-truth reward: sft {before:.3} -> \

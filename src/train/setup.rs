@@ -134,8 +134,8 @@ pub enum Start {
 
 /// A checkpoint's files beside the policy's folder: the [`TrainerState`] as JSON, and the
 /// optimizer's moments.
-pub const STATE: &str = "trainer_state.json";
-pub const OPTIMIZER: &str = "optimizer.bpk";
+const STATE: &str = "trainer_state.json";
+const OPTIMIZER: &str = "optimizer.bpk";
 
 /// A checkpoint to continue from, as files, so that any front end can keep it where it likes:
 /// [`Run::checkpoint`] makes one, [`Resume::files`] are its files and [`Resume::from_files`]
