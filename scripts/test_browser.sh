@@ -29,7 +29,9 @@ if [ $# -eq 0 ]; then set -- tests/browser/; fi
 log=$(mktemp)
 server=
 failed=()
-trap 'kill $server 2>/dev/null; rm -f "$log"' EXIT
+# `|| true`: under `set -e` a failing command in the trap would become the script's exit status,
+# and the server is usually gone by then.
+trap '[ -z "$server" ] || kill $server 2>/dev/null || true; rm -f "$log"' EXIT
 for isolation in on off; do
   DPO_ISOLATION=$isolation node scripts/serve.mjs 0 >"$log" &
   server=$!
@@ -45,6 +47,7 @@ for isolation in on off; do
     || failed+=("isolation $isolation")
   kill $server
   wait $server 2>/dev/null || true
+  server=
 done
 if [ ${#failed[@]} -gt 0 ]; then
   echo "browser tests failed: ${failed[*]}" >&2
