@@ -35,6 +35,9 @@ pub struct TrainConfig {
     pub max_grad_norm: f64,
     /// Compute the reference log-probs once before DPO and keep one model in memory.
     pub precompute_ref: bool,
+    /// Keep only each layer's input from the forward pass and recompute the rest during the
+    /// backward: much less memory for one more forward of the layers.
+    pub gradient_checkpointing: bool,
     /// Dtype of the model's matrix products: `f32`, or `bf16` (mixed precision: weights,
     /// optimizer state, norms, softmaxes and the loss stay in f32).
     pub precision: Precision,
@@ -61,6 +64,7 @@ impl Default for TrainConfig {
             weight_decay: 0.01,
             max_grad_norm: 1.0,
             precompute_ref: false,
+            gradient_checkpointing: false,
             precision: Precision::F32,
             lora: None,
             loss: LossConfig::default(),

@@ -27,6 +27,8 @@
 //   lora-r      train rank-r LoRA adapters for DPO instead of every weight (default 0: off);
 //               lora-alpha (default 8) and lora-targets (comma-separated layer names, or
 //               all-linear, the default) as on the full page
+//   gradient-checkpointing  on: recompute each layer in the backward pass (less memory,
+//               slower steps); off (default)
 //   charts      the plots, space-separated among loss, rewards, margins, accuracy, histogram.
 //               Default: "rewards margins"
 //   autostart   present: train as soon as the data is checked

@@ -10,8 +10,9 @@ export const defaults = {
   preset: 'tiny', backend: 'auto', sft_steps: 200, steps: 100, loss: 'sigmoid', beta: 0.1,
   lr: 1e-4, batch: 16, seed: 42, sft_lr: 1e-3, max_length: 128, warmup_steps: 10, gen_tokens: 24,
   eval_limit: 0, lora_r: 0, lora_alpha: '', lora_targets: '', checkpoint_every: 25,
+  gradient_checkpointing: 'off',
 };
-const textFields = new Set(['preset', 'backend', 'loss', 'lora_targets']);
+const textFields = new Set(['preset', 'backend', 'loss', 'lora_targets', 'gradient_checkpointing']);
 
 // The settings that go to TrainConfig; the rest steer the worker (backend, generations, evaluation).
 const configFields = ['preset', 'seed', 'sft_steps', 'steps', 'batch', 'lr', 'sft_lr', 'max_length', 'warmup_steps'];
@@ -37,6 +38,9 @@ export function startMessage(raw, { base = defaults, prompts = 4 } = {}) {
     if (given !== undefined) settings[name] = given;
   }
   settings.loss = { loss_type: [value('loss')], beta: value('beta') };
+  const checkpointing = value('gradient_checkpointing');
+  if (!['on', 'off'].includes(checkpointing)) throw new Error(`gradient_checkpointing: on or off (${checkpointing})`);
+  if (checkpointing === 'on') settings.gradient_checkpointing = true;
   const rank = value('lora_r');
   if (rank > 0) {
     const targets = (value('lora_targets') ?? '').split(',').map((t) => t.trim()).filter(Boolean);

@@ -208,7 +208,7 @@ async function train(current, job) {
   const { threads, note } = chosen.backend === 'cpu' ? await cpuLibrary() : { threads: null, note: null };
   post({ type: 'backend', backend: chosen.backend, reason: [chosen.reason, note].filter(Boolean).join('; '), threads, totalSteps });
 
-  const reportParameters = parameterReporter(settings.lora);
+  const reportParameters = parameterReporter(settings);
   reportParameters();
   // The checkpointer's trainer calls: reading the run to save it (a checkpoint, the reference).
   const call = (method) => {
@@ -248,7 +248,7 @@ async function train(current, job) {
 
 // Posts the trainer's parameter counts when they differ from the last ones posted: adapters
 // on a fresh preset model go on at the first DPO step.
-function parameterReporter(lora) {
+function parameterReporter({ lora, gradient_checkpointing: checkpointing }) {
   let last = '';
   return () => {
     const [trained, all] = trainer.paramCounts;
@@ -257,7 +257,7 @@ function parameterReporter(lora) {
     const count = (n) => n.toLocaleString('en-US');
     const text = trained < all ? `LoRA r ${lora.r}: training ${count(trained)} of ${count(all)} parameters`
       : `training all ${count(all)} parameters${lora ? ` (LoRA r ${lora.r} adapters go on when DPO starts)` : ''}`;
-    post({ type: 'parameters', trained, all, text });
+    post({ type: 'parameters', trained, all, text: checkpointing ? `${text}, with gradient checkpointing` : text });
   };
 }
 

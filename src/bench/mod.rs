@@ -163,12 +163,24 @@ impl Mode {
     }
 }
 
+/// A `--modes` name: a mode, with `+gc` for gradient checkpointing (`adapters+gc`).
+fn parse_mode(name: &str) -> Option<(Mode, bool)> {
+    match name.strip_suffix(CHECKPOINTING) {
+        Some(mode) => Mode::parse(mode).map(|m| (m, true)),
+        None => Mode::parse(name).map(|m| (m, false)),
+    }
+}
+
+const CHECKPOINTING: &str = "+gc";
+
 /// One measurement: a workload on a backend in a mode and a precision.
 #[derive(Debug)]
 pub struct Case {
     pub workload: &'static Workload,
     pub backend: Backend,
     pub mode: Mode,
+    /// Gradient checkpointing (`+gc` after the mode's name).
+    pub checkpointing: bool,
     pub precision: Precision,
 }
 
@@ -179,9 +191,19 @@ impl Case {
             "{}/{}/{}/{}",
             self.workload.name,
             self.backend.name(),
-            self.mode.name(),
+            self.mode_name(),
             self.precision.name()
         )
+    }
+
+    /// The mode as `--modes` and the results name it.
+    pub fn mode_name(&self) -> String {
+        let suffix = if self.checkpointing {
+            CHECKPOINTING
+        } else {
+            ""
+        };
+        format!("{}{suffix}", self.mode.name())
     }
 
     /// Parses a spec; the precision may be left out (f32).
@@ -198,12 +220,14 @@ impl Case {
             Some(name) => Precision::parse(name).ok_or_else(bad)?,
             None => Precision::F32,
         };
+        let (mode, checkpointing) = parse_mode(mode).ok_or_else(bad)?;
         Ok(Case {
             workload: Workload::find(workload).ok_or_else(bad)?,
             backend: Backend::parse(backend)
                 .filter(|b| *b != Backend::Auto)
                 .ok_or_else(bad)?,
-            mode: Mode::parse(mode).ok_or_else(bad)?,
+            mode,
+            checkpointing,
             precision,
         })
     }
@@ -220,7 +244,8 @@ pub fn plan(
 ) -> Result<Vec<Case>, Error> {
     let names: Vec<_> = WORKLOADS.iter().map(|w| w.name).collect();
     let workloads = parse_list("--workloads", workloads, &names, Workload::find)?;
-    let modes = parse_list("--modes", modes, &Mode::NAMES, Mode::parse)?;
+    let known = Mode::NAMES.map(|m| m.to_string()).join(", ");
+    let modes = parse_list("--modes", modes, &[&known, "each +gc"], parse_mode)?;
     let precisions = parse_list(
         "--precision",
         precisions,
@@ -238,11 +263,12 @@ pub fn plan(
     for &workload in &workloads {
         for &backend in &backends {
             for &precision in &precisions {
-                for &mode in &modes {
+                for &(mode, checkpointing) in &modes {
                     cases.push(Case {
                         workload,
                         backend,
                         mode,
+                        checkpointing,
                         precision,
                     });
                 }
@@ -363,6 +389,7 @@ pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
         max_length: w.seq,
         warmup_steps: 0,
         precompute_ref: case.mode == Mode::Precomputed,
+        gradient_checkpointing: case.checkpointing,
         precision: case.precision,
         lora: (case.mode == Mode::Adapters).then(|| LoraConfig {
             r: 16,
@@ -413,7 +440,7 @@ pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
     Ok(CaseResult {
         workload: w.name.into(),
         backend: case.backend.name().into(),
-        mode: case.mode.name().into(),
+        mode: case.mode_name(),
         precision: case.precision.name().into(),
         device: selected.description,
         pairs: w.pairs,

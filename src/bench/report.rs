@@ -43,7 +43,7 @@ fn run_child(exe: &Path, case: &Case, timing: &Timing) -> Row {
     let failed = |error: String| Row::Failed {
         workload: case.workload.name.into(),
         backend: case.backend.name().into(),
-        mode: case.mode.name().into(),
+        mode: case.mode_name(),
         precision: case.precision.name().into(),
         error,
     };

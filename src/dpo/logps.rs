@@ -14,7 +14,11 @@ pub const MAX_CHUNK_LOGITS: usize = 1 << 24;
 
 /// Summed completion log-probs of every sequence in the batch: [sequences].
 pub fn sequence_logps(model: &CausalLm, batch: &SequenceBatch) -> Tensor<1> {
-    let hidden = model.hidden(batch.inputs.clone());
+    from_hidden(model, model.hidden(batch.inputs.clone()), batch)
+}
+
+/// The same from the model's final hidden states [sequences, positions, width] for the batch.
+pub fn from_hidden(model: &CausalLm, hidden: Tensor<3>, batch: &SequenceBatch) -> Tensor<1> {
     let [sequences, positions, width] = hidden.dims();
     let scored = batch.rows.dims()[0];
     if scored == 0 {

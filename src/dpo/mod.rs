@@ -22,7 +22,7 @@ pub enum Reference {
 }
 
 impl Reference {
-    /// The reference for the pairs at `indices`, in batch order, as `pair_forward` takes it.
+    /// The reference for the pairs at `indices`, in batch order, as `pair_loss` takes it.
     pub fn batch(&self, indices: &[usize], device: &Device) -> ReferenceLogps<'_> {
         match self {
             Reference::Model(model) => ReferenceLogps::Model(model),
@@ -58,8 +58,8 @@ pub fn pair_sequences<'a>(pairs: &[&'a TokenizedPair]) -> Vec<Scored<'a>> {
     chosen.chain(rejected).collect()
 }
 
-/// What one forward pass over a pair batch gives.
-pub struct PairForward {
+/// The DPO loss of a pair batch, from the policy's log-probs and the reference's.
+pub struct PairLoss {
     /// On the policy's autodiff graph.
     pub loss: Tensor<1>,
     /// Detached, on the inner backend.
@@ -68,14 +68,13 @@ pub struct PairForward {
     pub margins: Tensor<1>,
 }
 
-pub fn pair_forward(
-    policy: &CausalLm,
+pub fn pair_loss(
+    policy_logps: Tensor<1>,
     reference: ReferenceLogps,
     batch: &SequenceBatch,
     config: &LossConfig,
-) -> PairForward {
+) -> PairLoss {
     let pairs = batch.sequences / 2;
-    let policy_logps = logps::sequence_logps(policy, batch);
     let reference_logps = match reference {
         ReferenceLogps::Model(model) => logps::sequence_logps(model, batch).detach(),
         ReferenceLogps::Precomputed(values) => values,
@@ -108,7 +107,7 @@ pub fn pair_forward(
             logps_rejected: mean(logps.policy_rejected),
         }),
     };
-    PairForward {
+    PairLoss {
         loss: out.loss,
         metrics,
         margins: margins.inner(),
@@ -117,8 +116,7 @@ pub fn pair_forward(
 
 /// The SFT loss of a batch of prompt + chosen sequences (mean NLL per completion token) and
 /// its metrics: the loss and the mean chosen log-prob.
-pub fn sft_forward(policy: &CausalLm, batch: &SequenceBatch) -> (Tensor<1>, BatchMetrics) {
-    let logps = logps::sequence_logps(policy, batch);
+pub fn sft_loss(logps: Tensor<1>, batch: &SequenceBatch) -> (Tensor<1>, BatchMetrics) {
     let loss = -logps.clone().sum() / batch.token_counts.clone().sum();
     let metrics = BatchMetrics {
         loss: loss.clone().detach().inner(),

@@ -179,6 +179,10 @@ pub fn train(
             lora.targets.join(", ")
         ));
     }
+    if run.config().gradient_checkpointing {
+        progress
+            .message("gradient checkpointing: each layer runs forward again in the backward pass");
+    }
 
     let mut log = fs::OpenOptions::new()
         .create(true)

@@ -83,14 +83,19 @@ impl Gpt2 {
         }
     }
 
-    /// Final hidden states [batch, seq, d_model] for token ids [batch, seq].
-    pub fn hidden(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+    /// Token plus position embeddings [batch, seq, d_model] for token ids [batch, seq].
+    pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let [_, seq] = ids.dims();
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &ids.device()).reshape([1, seq]);
-        let mut x = self.wte.forward(ids) + self.wpe.forward(positions);
-        for block in &self.h {
-            x = block.forward(x, self.compute);
-        }
+        self.wte.forward(ids) + self.wpe.forward(positions)
+    }
+
+    /// Transformer block `index` on its input [batch, seq, d_model].
+    pub fn layer(&self, index: usize, x: Tensor<3>) -> Tensor<3> {
+        self.h[index].forward(x, self.compute)
+    }
+
+    pub fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
         self.ln_f.forward(x)
     }
 

@@ -350,15 +350,22 @@ impl Llama {
         }
     }
 
-    /// Final hidden states [batch, seq, hidden] for token ids [batch, seq].
-    pub fn hidden(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        let [_, seq] = ids.dims();
-        let device = ids.device();
-        let mut x = self.embed_tokens.forward(ids);
-        let rope = Rope::new(seq, &self.inv_freq, &device);
-        for layer in &self.layers {
-            x = layer.forward(x, &rope, self.compute);
-        }
+    /// Token embeddings [batch, seq, hidden] for token ids [batch, seq].
+    pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.embed_tokens.forward(ids)
+    }
+
+    /// The rotary tables every layer of a forward over `seq` positions shares.
+    pub fn rope(&self, seq: usize, device: &Device) -> Rope {
+        Rope::new(seq, &self.inv_freq, device)
+    }
+
+    /// Decoder layer `index` on its input [batch, seq, hidden].
+    pub fn layer(&self, index: usize, x: Tensor<3>, rope: &Rope) -> Tensor<3> {
+        self.layers[index].forward(x, rope, self.compute)
+    }
+
+    pub fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
         self.norm.forward(x)
     }
 

@@ -28,12 +28,59 @@ pub enum CausalLm {
     Llama(Llama),
 }
 
+/// What every layer of one forward shares: Llama's rotary tables (GPT-2's positions are
+/// part of its embedding).
+pub struct Positions(Option<rope::Rope>);
+
 impl CausalLm {
-    /// Final hidden states [batch, seq, width] for token ids [batch, seq].
+    /// Final hidden states [batch, seq, width] for token ids [batch, seq]: the embedding, each
+    /// layer in turn, the final norm. Gradient checkpointing runs these stages separately.
     pub fn hidden(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let positions = self.positions(&ids);
+        let mut x = self.embed(ids);
+        for index in 0..self.layer_count() {
+            x = self.layer(index, x, &positions);
+        }
+        self.final_norm(x)
+    }
+
+    /// The embedding [batch, seq, width] of token ids [batch, seq].
+    pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         match self {
-            CausalLm::Gpt2(m) => m.hidden(ids),
-            CausalLm::Llama(m) => m.hidden(ids),
+            CausalLm::Gpt2(m) => m.embed(ids),
+            CausalLm::Llama(m) => m.embed(ids),
+        }
+    }
+
+    /// What the layers of a forward over `ids` share.
+    pub fn positions(&self, ids: &Tensor<2, Int>) -> Positions {
+        match self {
+            CausalLm::Gpt2(_) => Positions(None),
+            CausalLm::Llama(m) => Positions(Some(m.rope(ids.dims()[1], &ids.device()))),
+        }
+    }
+
+    pub fn layer_count(&self) -> usize {
+        match self {
+            CausalLm::Gpt2(m) => m.h.len(),
+            CausalLm::Llama(m) => m.layers.len(),
+        }
+    }
+
+    /// Layer `index` (a transformer block) on its input [batch, seq, width].
+    pub fn layer(&self, index: usize, x: Tensor<3>, positions: &Positions) -> Tensor<3> {
+        match (self, &positions.0) {
+            (CausalLm::Gpt2(m), _) => m.layer(index, x),
+            (CausalLm::Llama(m), Some(rope)) => m.layer(index, x, rope),
+            (CausalLm::Llama(_), None) => unreachable!("positions() gives Llama its rotary tables"),
+        }
+    }
+
+    /// The norm after the last layer.
+    pub fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            CausalLm::Gpt2(m) => m.final_norm(x),
+            CausalLm::Llama(m) => m.final_norm(x),
         }
     }
 

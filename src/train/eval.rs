@@ -27,7 +27,13 @@ pub async fn evaluate(
         let indices: Vec<usize> = (n * batch..n * batch + chunk.len()).collect();
         let refs: Vec<&TokenizedPair> = chunk.iter().collect();
         let sequences = SequenceBatch::new(&dpo::pair_sequences(&refs), pad, device);
-        let out = dpo::pair_forward(policy, reference.batch(&indices, device), &sequences, loss);
+        let policy_logps = logps::sequence_logps(policy, &sequences);
+        let out = dpo::pair_loss(
+            policy_logps,
+            reference.batch(&indices, device),
+            &sequences,
+            loss,
+        );
         // One read per batch: the metrics and the margins together.
         let metrics = out.metrics.pack();
         let count = metrics.dims()[0];

@@ -8,6 +8,7 @@
 //! without waiting: the one device read per step happens when they are read, with `.await`,
 //! which natively is driven by `burn::tensor::read_sync` and in the browser by the event loop.
 
+mod backward;
 pub mod eval;
 mod moments;
 pub mod optim;
@@ -15,7 +16,7 @@ pub mod order;
 mod run;
 pub mod setup;
 
-use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
@@ -23,8 +24,9 @@ use web_time::Instant;
 use crate::config::TrainConfig;
 use crate::data::TokenizedPair;
 use crate::dpo::batch::SequenceBatch;
-use crate::dpo::{self, Metrics, Phase, Reference};
+use crate::dpo::{self, Metrics, Phase, Reference, logps};
 use crate::model::CausalLm;
+use backward::Backward;
 use order::DataOrder;
 pub use run::{Event, Run, When, Work};
 pub use setup::{ModelSource, PairsFile, Prepared, Report, Resume, RunSpec, Start, prepare};
@@ -141,11 +143,6 @@ impl Trainer {
     pub fn step(&mut self) -> PendingMetrics {
         let started = Instant::now();
         let phase = self.phase();
-        if self.policy.compute().dropout > 0.0 {
-            // Dropout masks drawn from (seed, step): a resumed run draws the same ones.
-            let seed = self.config.seed ^ (self.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            self.device.seed(seed);
-        }
         let (phase_step, phase_total, base_lr) = match phase {
             Phase::Sft => (self.step, self.config.sft_steps, self.config.sft_lr),
             _ => (
@@ -158,17 +155,17 @@ impl Trainer {
         let micro = self.config.batch / self.config.grad_accum;
         let mut accumulator = GradientsAccumulator::<CausalLm>::new();
         let mut metric_sum: Option<Tensor<1>> = None;
-        for _ in 0..self.config.grad_accum {
+        for micro_step in 0..self.config.grad_accum {
             let indices = self.order.take(micro);
-            let (loss, metrics) = match phase {
-                Phase::Sft => self.sft_forward(&indices),
-                _ => self.dpo_forward(&indices),
+            let backward = Backward {
+                policy: &self.policy,
+                checkpointing: self.config.gradient_checkpointing,
+                dropout_seed: self.dropout_seed(micro_step),
             };
-            let grads = (loss / self.config.grad_accum as f64).backward();
-            accumulator.accumulate(
-                &self.policy,
-                GradientsParams::from_grads(grads, &self.policy),
-            );
+            let metrics = match phase {
+                Phase::Sft => self.sft_backward(&indices, &backward, &mut accumulator),
+                _ => self.dpo_backward(&indices, &backward, &mut accumulator),
+            };
             let metrics = metrics.pack();
             metric_sum = Some(match metric_sum {
                 Some(sum) => sum + metrics,
@@ -189,7 +186,24 @@ impl Trainer {
         }
     }
 
-    fn sft_forward(&self, indices: &[usize]) -> (Tensor<1>, dpo::BatchMetrics) {
+    /// Dropout masks drawn from (seed, step, micro-batch): a resumed run draws the same ones.
+    fn dropout_seed(&self, micro_step: usize) -> Option<u64> {
+        let draw = (self.step * self.config.grad_accum + micro_step) as u64;
+        (self.policy.compute().dropout > 0.0)
+            .then(|| self.config.seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+
+    /// The loss is divided by the micro-batches of a step, whose gradients add up.
+    fn share(&self, loss: Tensor<1>) -> Tensor<1> {
+        loss / self.config.grad_accum as f64
+    }
+
+    fn sft_backward(
+        &self,
+        indices: &[usize],
+        backward: &Backward,
+        grads: &mut GradientsAccumulator<CausalLm>,
+    ) -> dpo::BatchMetrics {
         let sequences: Vec<_> = indices
             .iter()
             .map(|&i| dpo::batch::Scored {
@@ -198,15 +212,29 @@ impl Trainer {
             })
             .collect();
         let batch = SequenceBatch::new(&sequences, self.pad, &self.device);
-        dpo::sft_forward(&self.policy, &batch)
+        let tail = |hidden| {
+            let logps = logps::from_hidden(&self.policy, hidden, &batch);
+            let (loss, metrics) = dpo::sft_loss(logps, &batch);
+            (self.share(loss), metrics)
+        };
+        backward.run(batch.inputs.clone(), tail, grads)
     }
 
-    fn dpo_forward(&self, indices: &[usize]) -> (Tensor<1>, dpo::BatchMetrics) {
+    fn dpo_backward(
+        &self,
+        indices: &[usize],
+        backward: &Backward,
+        grads: &mut GradientsAccumulator<CausalLm>,
+    ) -> dpo::BatchMetrics {
         let pairs: Vec<&TokenizedPair> = indices.iter().map(|&i| &self.pairs[i]).collect();
         let batch = SequenceBatch::new(&dpo::pair_sequences(&pairs), self.pad, &self.device);
         let reference = self.reference.as_ref().expect("DPO step before freeze");
         let reference = reference.batch(indices, &self.device);
-        let out = dpo::pair_forward(&self.policy, reference, &batch, &self.config.loss);
-        (out.loss, out.metrics)
+        let tail = |hidden| {
+            let logps = logps::from_hidden(&self.policy, hidden, &batch);
+            let out = dpo::pair_loss(logps, reference, &batch, &self.config.loss);
+            (self.share(out.loss), out.metrics)
+        };
+        backward.run(batch.inputs.clone(), tail, grads)
     }
 }

@@ -1,7 +1,8 @@
 // The page and the native CLI run the same training: same data, seed and settings on the CPU
 // backend (flex in wasm vs flex natively, which differ only in summation order) give the same
 // first steps, the same held-out split and the same held-out evaluation, both with a held-out
-// file and without one (then both hold out the last tenth of the training pairs).
+// file and without one (then both hold out the last tenth of the training pairs); the page with
+// gradient checkpointing on gives the numbers of the CLI's whole backward pass.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -22,13 +23,13 @@ function nativeRun(dataArgs) {
 }
 
 // `data`: a shipped sample's name, or the path of a training file given through the file
-// picker (then the page has no held-out file).
-async function pageRun(data) {
+// picker (then the page has no held-out file); `extra`: settings only the page gets.
+async function pageRun(data, extra) {
   const server = await serverUrl();
   const browser = await launch({ webgpu: false });
   try {
     const sample = data.sample ? { sample: data.sample } : {};
-    const settings = new URLSearchParams({ ...sample, backend: 'cpu', ...SETTINGS, gen_tokens: '4', autostart: '1' });
+    const settings = new URLSearchParams({ ...sample, backend: 'cpu', ...SETTINGS, ...extra, gen_tokens: '4', autostart: '1' });
     const { page } = await openPage(browser, `${server.url}#${settings}`);
     if (data.trainFile) await page.setInputFiles('#train-file', data.trainFile);
     const run = await waitForRun(page, 240_000);
@@ -49,9 +50,11 @@ function assertClose(t, what, web, native) {
   }
 }
 
-async function agree(t, nativeData, pageData, heldOutPairs) {
+async function agree(t, nativeData, pageData, heldOutPairs, pageExtra = {}) {
   const native = nativeRun(nativeData);
-  const web = await pageRun(pageData);
+  const web = await pageRun(pageData, pageExtra);
+  const checkpointing = /with gradient checkpointing/.test(web.parameters?.text);
+  assert.equal(checkpointing, pageExtra.gradient_checkpointing === 'on', `parameters line: ${web.parameters?.text}`);
   const first = native[0];
   assert.equal(web.metrics[0].step, 1);
   assert.equal(web.metrics[0].phase, first.phase);
@@ -70,4 +73,9 @@ test('with a held-out file: first step and evaluation match `dpo train` to 1e-3'
 test('without one: both hold out the same last tenth and match `dpo train` to 1e-3', { timeout: 300_000 }, async (t) => {
   const train = join(root, 'www/samples/train.jsonl');
   await agree(t, ['--data', train], { trainFile: train }, 200);
+});
+
+test('gradient checkpointing in the page: the numbers of the whole backward pass', { timeout: 300_000 }, async (t) => {
+  await agree(t, ['--data', join(root, 'www/samples/train.jsonl'), '--eval-data', join(root, 'www/samples/heldout.jsonl')],
+    { sample: 'sentiment' }, 200, { gradient_checkpointing: 'on' });
 });

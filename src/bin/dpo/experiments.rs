@@ -21,7 +21,8 @@ pub struct BenchArgs {
     /// all. Default: cpu, plus wgpu when a hardware GPU adapter exists.
     #[arg(long)]
     backend: Option<String>,
-    /// Modes, separated by commas: two-model, precomputed (full fine-tuning), adapters (LoRA r 16).
+    /// Modes, separated by commas: two-model, precomputed (full fine-tuning), adapters (LoRA r 16);
+    /// `+gc` after one adds gradient checkpointing (`adapters+gc`).
     #[arg(long, default_value = "two-model,precomputed")]
     modes: String,
     /// Matrix-product precisions, separated by commas: f32, bf16 (devices with bf16).

@@ -152,6 +152,10 @@ struct TrainArgs {
     /// Compute reference log-probs once before DPO and keep one model in memory.
     #[arg(long)]
     precompute_ref: bool,
+    /// Keep only each layer's input for the backward pass and recompute the rest (less memory,
+    /// one more forward of the layers a step).
+    #[arg(long)]
+    gradient_checkpointing: bool,
     /// Matrix products in f32 (default) or bf16 (mixed precision, on devices with bf16).
     #[arg(long)]
     precision: Option<String>,
@@ -424,6 +428,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
     set!(precision = precision.transpose()?);
     args.lora.apply(&mut config.lora);
     config.precompute_ref |= args.precompute_ref;
+    config.gradient_checkpointing |= args.gradient_checkpointing;
     config.loss.reference_free |= args.reference_free;
     config.loss.length_normalize |= args.length_normalize;
     if let Some(names) = &args.loss {

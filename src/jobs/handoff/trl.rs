@@ -12,7 +12,7 @@ use crate::io::hf;
 use crate::model::Precision;
 
 /// Settings whose TRL counterpart takes the run's value as it is.
-const SAME: [(&str, &str); 11] = [
+const SAME: [(&str, &str); 12] = [
     (
         "seed",
         "seed (TRL's data order and adapter init are its own)",
@@ -30,6 +30,7 @@ const SAME: [(&str, &str); 11] = [
     ),
     ("max_grad_norm", "max_grad_norm (0: off in both)"),
     ("precompute_ref", "precompute_ref_log_probs"),
+    ("gradient_checkpointing", "gradient_checkpointing"),
     (
         "precision",
         "bf16 (autocast, f32 weights as dpo's), accelerate's mixed_precision",
@@ -115,6 +116,10 @@ pub fn dpo_config(c: &TrainConfig, to: &Place) -> (Keys, Vec<(String, String)>, 
         ("weight_decay", float(c.weight_decay)),
         ("max_grad_norm", float(c.max_grad_norm)),
         ("precompute_ref_log_probs", c.precompute_ref.to_string()),
+        (
+            "gradient_checkpointing",
+            c.gradient_checkpointing.to_string(),
+        ),
         ("bf16", bf16.to_string()),
         ("fp16", "false".into()),
         ("loss_type", list(types)),
