@@ -6,6 +6,7 @@
     python scripts/gen_reference.py families        # writes tests/fixtures/hf/{qwen2,qwen3,mistral,llama3}*
     python scripts/gen_reference.py templates       # writes tests/fixtures/templates/expected.json
     python scripts/gen_reference.py check --model DIR [--adapter DIR] [--ref DIR] --data FILE [--dpo BIN]
+    python scripts/gen_reference.py smollm2-shape DIR  # a random Llama of SmolLM2-135M's shape
 
 `fixtures` builds small random-weight Hugging Face folders (a GPT-2 and a Llama, each with a
 policy and a different reference, and their tokenizers), a pairs file, and what TRL's
@@ -23,6 +24,9 @@ expected_families.json.
 `templates` renders conversations with the hub's chat templates of a few model families (the
 .jinja files in tests/fixtures/templates/) through transformers' apply_chat_template, at a fixed
 date for the templates that write today's, into expected.json.
+
+`smollm2-shape` writes a random-weight Llama folder of SmolLM2-135M's shape (540 MB) for
+scripts/browser_smollm2.mjs.
 
 `check` loads a folder that `dpo` wrote (a model, or with --adapter a PEFT adapter on --model)
 into transformers and PEFT, runs TRL's evaluate on it and compares with `dpo eval --json` on
@@ -540,6 +544,25 @@ def check(model_dir, adapter_dir, ref_dir, data, dpo, loss):
     return 0 if worst <= 1e-4 else 1
 
 
+def smollm2_shape(out):
+    """A Llama of SmolLM2-135M's published shape (30 layers, width 576, 9 heads, 3 KV heads,
+    intermediate 1536, vocabulary 49152, tied embeddings) with random weights and a small
+    Llama-style tokenizer: the browser's largest run (scripts/browser_smollm2.mjs) without a
+    download."""
+    tokenizer = llama_tokenizer(300)
+    shape = {
+        "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+        "num_attention_heads": 9, "num_key_value_heads": 3, "max_position_embeddings": 8192,
+        "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "tie_word_embeddings": True,
+    }
+    config = LlamaConfig(**shape, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (Path(out) / "generation_config.json").unlink(missing_ok=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -547,6 +570,7 @@ def main():
     sub.add_parser("adapters")
     sub.add_parser("families")
     sub.add_parser("templates")
+    sub.add_parser("smollm2-shape").add_argument("out")
     c = sub.add_parser("check")
     c.add_argument("--model", required=True)
     c.add_argument("--adapter")
@@ -566,6 +590,9 @@ def main():
         return 0
     if args.command == "templates":
         templates()
+        return 0
+    if args.command == "smollm2-shape":
+        smollm2_shape(args.out)
         return 0
     return check(args.model, args.adapter, args.ref, args.data, args.dpo, args.loss)
 
