@@ -244,7 +244,7 @@ pub fn plan(
 ) -> Result<Vec<Case>, Error> {
     let names: Vec<_> = WORKLOADS.iter().map(|w| w.name).collect();
     let workloads = parse_list("--workloads", workloads, &names, Workload::find)?;
-    let known = Mode::NAMES.map(|m| m.to_string()).join(", ");
+    let known = Mode::NAMES.join(", ");
     let modes = parse_list("--modes", modes, &[&known, "each +gc"], parse_mode)?;
     let precisions = parse_list(
         "--precision",

@@ -11,7 +11,7 @@
 
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Gradients, Int, Tensor};
 
 use crate::model::{CausalLm, Positions};
 
@@ -45,7 +45,7 @@ impl Backward<'_> {
 
         // The first forward, without a graph: only each layer's input is kept.
         let untracked = policy.clone().no_grad();
-        let mut inputs = Vec::with_capacity(policy.layer_count() + 1);
+        let mut inputs = Vec::with_capacity(policy.layer_count());
         let embedded = untracked.embed(ids.clone());
         let last = self.layers(&untracked, embedded, &positions, |x| inputs.push(x.clone()));
         drop(untracked);
@@ -96,19 +96,18 @@ impl Backward<'_> {
         let upstream = input
             .grad_remove(&mut gradients)
             .expect("the layer's input is on the graph");
-        grads.accumulate(
-            self.policy,
-            GradientsParams::from_grads(gradients, self.policy),
-        );
+        self.collect(grads, gradients);
         upstream
     }
 
+    /// Backward from `loss`: adds the parameters' gradients.
     fn add(&self, grads: &mut GradientsAccumulator<CausalLm>, loss: Tensor<1>) {
-        let gradients = loss.backward();
-        grads.accumulate(
-            self.policy,
-            GradientsParams::from_grads(gradients, self.policy),
-        );
+        self.collect(grads, loss.backward());
+    }
+
+    fn collect(&self, grads: &mut GradientsAccumulator<CausalLm>, gradients: Gradients) {
+        let params = GradientsParams::from_grads(gradients, self.policy);
+        grads.accumulate(self.policy, params);
     }
 
     fn seed_layer(&self, index: usize, x: &Tensor<3>) {
