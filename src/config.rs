@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::dpo::loss::LossConfig;
-use crate::model::{LoraConfig, Precision, Preset};
+use crate::model::{BasePrecision, LoraConfig, Precision, Preset};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -41,6 +41,9 @@ pub struct TrainConfig {
     /// Dtype of the model's matrix products: `f32`, or `bf16` (mixed precision: weights,
     /// optimizer state, norms, softmaxes and the loss stay in f32).
     pub precision: Precision,
+    /// Dtype the frozen base weights of an adapter run are held in: `f32`, or `f16` / `bf16`
+    /// (half the memory; each product still computes in `precision`).
+    pub base_precision: BasePrecision,
     /// Train LoRA adapters instead of every weight (`[lora]` in a settings file). With a fresh
     /// model, SFT trains every weight and the adapters go on the SFT model for DPO.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,6 +69,7 @@ impl Default for TrainConfig {
             precompute_ref: false,
             gradient_checkpointing: false,
             precision: Precision::F32,
+            base_precision: BasePrecision::F32,
             lora: None,
             loss: LossConfig::default(),
         }
@@ -102,6 +106,13 @@ impl TrainConfig {
         }
         if let Some(lora) = &self.lora {
             lora.validate()?;
+        }
+        if self.base_precision != BasePrecision::F32 && self.lora.is_none() {
+            return Err(format!(
+                "field `base_precision`: {} holds a frozen base, and only an adapter run has one \
+                 (set `lora`, or `--lora-r`)",
+                self.base_precision.name()
+            ));
         }
         self.loss.validate()
     }

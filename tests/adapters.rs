@@ -200,11 +200,29 @@ fn adapter_runs_on_a_model_folder_merge_and_resume() {
 /// uninterrupted one does.
 #[test]
 fn adapter_runs_on_a_fresh_model_put_adapters_on_the_sft_model_and_resume() {
-    let dir = common::temp_dir("lora-fresh");
+    fresh_model_adapters("lora-fresh", "");
+}
+
+/// The same with the SFT model's linear weights held in f16 once SFT is over: DPO's reference
+/// is that same rounded base (the first DPO step finds no margin between policy and
+/// reference), the saved SFT model holds it, and a resumed run ends where an uninterrupted one
+/// does.
+#[test]
+fn a_half_base_on_a_fresh_model_is_the_reference_and_resumes() {
+    let lines = fresh_model_adapters("lora-fresh-f16", "--base-precision f16");
+    let first_dpo: Value = serde_json::from_str(lines.lines().nth(3).unwrap()).unwrap();
+    assert_eq!(first_dpo["phase"], "dpo", "{first_dpo}");
+    assert_eq!(first_dpo["rewards/margins"], 0.0, "{first_dpo}");
+}
+
+/// Trains a fresh micro model, SFT then DPO with adapters, and resumed; returns the
+/// uninterrupted run's metrics.
+fn fresh_model_adapters(name: &str, extra: &str) -> String {
+    let dir = common::temp_dir(name);
     let args = |steps: usize| {
         format!(
             "train --preset micro --sft-steps 3 --steps {steps} --batch 4 --lora-r 4 \
-             --lora-dropout 0.1 --lr 1e-3 --save-every 1"
+             --lora-dropout 0.1 --lr 1e-3 --save-every 1 {extra}"
         )
     };
     let whole = dir.join("whole");
@@ -229,7 +247,9 @@ fn adapter_runs_on_a_fresh_model_put_adapters_on_the_sft_model_and_resume() {
         &path(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/heldout.jsonl")),
     ]);
     assert!(metrics["loss"].as_f64().unwrap().is_finite(), "{metrics}");
+    let lines = self::metrics(&whole);
     std::fs::remove_dir_all(dir).unwrap();
+    lines
 }
 
 /// Continuing an existing PEFT adapter: as in TRL 1.16, DPO's reference is the adapter as

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use burn::tensor::Device;
 use dpo::charts::RunMetrics;
 use dpo::config::TrainConfig;
@@ -104,6 +106,88 @@ fn gradient_checkpointing_on_llama_from_the_command_line() {
     let checkpointed = run("checkpointed", &["--gradient-checkpointing"]);
     assert_eq!(whole.len(), 5);
     assert_same(&whole, &checkpointed, "gradient checkpointing on Llama");
+}
+
+/// The linear layers' weights held in half precision under adapters compute exactly as f32 on
+/// the rounded weights: a Llama folder trained with `--base-precision bf16` (and `f16`), SFT
+/// and DPO, with checkpointing, gives the metrics of an f32 run on a copy of the folder whose
+/// linear weights were rounded beforehand.
+#[test]
+fn a_half_base_trains_as_f32_on_its_rounded_weights() {
+    let dir = common::temp_dir("half-base");
+    let fixtures = common::hf_fixtures();
+    let data = fixtures.join("pairs.jsonl");
+    let run = |name: &str, model: &Path, extra: &str| {
+        let out = dir.join(name);
+        let args = format!(
+            "train --model {} --data {} --sft-steps 1 --steps 2 --batch 4 --max-length 64 \
+             --lr 1e-3 --samples 0 --backend cpu --lora-r 4 --gradient-checkpointing --out {} \
+             {extra}",
+            model.display(),
+            data.display(),
+            out.display()
+        );
+        let (code, _, stderr) = common::dpo(&args.split_whitespace().collect::<Vec<_>>());
+        assert_eq!(code, 0, "{stderr}");
+        RunMetrics::read(&out).unwrap().metrics
+    };
+    let llama = fixtures.join("llama");
+    let f32 = run("f32", &llama, "");
+    let rounders: [(&str, fn(f32) -> f32); 2] = [
+        ("bf16", |x: f32| half::bf16::from_f32(x).to_f32()),
+        ("f16", |x: f32| half::f16::from_f32(x).to_f32()),
+    ];
+    for (dtype, round) in rounders {
+        let half = run(dtype, &llama, &format!("--base-precision {dtype}"));
+        let rounded_folder = dir.join(format!("llama-{dtype}"));
+        round_linear_weights(&llama, &rounded_folder, round);
+        let rounded = run(&format!("rounded-{dtype}"), &rounded_folder, "");
+        assert_eq!(half.len(), 3);
+        assert_same(&half, &rounded, &format!("a {dtype} base"));
+        // Against the unrounded weights the log-probs move by the rounding, no more.
+        let (u, v) = (half[0].loss, f32[0].loss);
+        assert!(
+            u != v && common::close(u, v, 1e-2),
+            "{dtype}: {u} vs f32 {v}"
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A copy of model folder `from` whose linear layers' weights (2-D, not the embedding or the
+/// head) went through `round`.
+fn round_linear_weights(from: &Path, to: &Path, round: fn(f32) -> f32) {
+    use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+    let bytes = std::fs::read(from.join("model.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), Dtype::F32, "{name}");
+            let linear = view.shape().len() == 2
+                && !name.contains("embed_tokens")
+                && !name.contains("lm_head");
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .flat_map(|x| if linear { round(x) } else { x }.to_le_bytes())
+                .collect();
+            (name, view.shape().to_vec(), data)
+        })
+        .collect();
+    let views = tensors.iter().map(|(name, shape, data)| {
+        let view = TensorView::new(Dtype::F32, shape.clone(), data).unwrap();
+        (name.as_str(), view)
+    });
+    let out = safetensors::serialize(views, None).unwrap();
+    std::fs::write(to.join("model.safetensors"), out).unwrap();
 }
 
 #[test]

@@ -29,6 +29,7 @@
 //               all-linear, the default) as on the full page
 //   gradient-checkpointing  on: recompute each layer in the backward pass (less memory,
 //               slower steps); off (default)
+//   base-precision  with lora-r: the frozen linear weights in f32 (default), f16 or bf16
 //   charts      the plots, space-separated among loss, rewards, margins, accuracy, histogram.
 //               Default: "rewards margins"
 //   autostart   present: train as soon as the data is checked

@@ -4,7 +4,9 @@
 // with a validation error that says nothing about the model. Estimating the largest buffers
 // here lets the page refuse up front, naming the buffer, its size and the limit.
 // LoRA adapters change none of these: the frozen weights stay whole on the device, the
-// activations and logits are as large, and the adapters' own tensors are small.
+// activations and logits are as large, and the adapters' own tensors are small. Nor does a
+// half-precision base (base_precision): the embedding stays f32, and each linear weight is
+// cast to an f32 buffer of its full size as a product uses it.
 // No DOM: the worker imports this, and so can a plain Node test.
 import { modelSizes } from './hf-folder.js';
 

@@ -10,9 +10,9 @@ export const defaults = {
   preset: 'tiny', backend: 'auto', sft_steps: 200, steps: 100, loss: 'sigmoid', beta: 0.1,
   lr: 1e-4, batch: 16, seed: 42, sft_lr: 1e-3, max_length: 128, warmup_steps: 10, gen_tokens: 24,
   eval_limit: 0, lora_r: 0, lora_alpha: '', lora_targets: '', checkpoint_every: 25,
-  gradient_checkpointing: 'off',
+  gradient_checkpointing: 'off', base_precision: 'f32',
 };
-const textFields = new Set(['preset', 'backend', 'loss', 'lora_targets', 'gradient_checkpointing']);
+const textFields = new Set(['preset', 'backend', 'loss', 'lora_targets', 'gradient_checkpointing', 'base_precision']);
 
 // The settings that go to TrainConfig; the rest steer the worker (backend, generations, evaluation).
 const configFields = ['preset', 'seed', 'sft_steps', 'steps', 'batch', 'lr', 'sft_lr', 'max_length', 'warmup_steps'];
@@ -41,6 +41,9 @@ export function startMessage(raw, { base = defaults, prompts = 4 } = {}) {
   const checkpointing = value('gradient_checkpointing');
   if (!['on', 'off'].includes(checkpointing)) throw new Error(`gradient_checkpointing: on or off (${checkpointing})`);
   if (checkpointing === 'on') settings.gradient_checkpointing = true;
+  // f16/bf16: the library checks it against the device and requires adapters, naming the field.
+  const basePrecision = value('base_precision');
+  if (basePrecision !== 'f32') settings.base_precision = basePrecision;
   const rank = value('lora_r');
   if (rank > 0) {
     const targets = (value('lora_targets') ?? '').split(',').map((t) => t.trim()).filter(Boolean);

@@ -248,7 +248,7 @@ async function train(current, job) {
 
 // Posts the trainer's parameter counts when they differ from the last ones posted: adapters
 // on a fresh preset model go on at the first DPO step.
-function parameterReporter({ lora, gradient_checkpointing: checkpointing }) {
+function parameterReporter({ lora, gradient_checkpointing: checkpointing, base_precision: base }) {
   let last = '';
   return () => {
     const [trained, all] = trainer.paramCounts;
@@ -257,7 +257,8 @@ function parameterReporter({ lora, gradient_checkpointing: checkpointing }) {
     const count = (n) => n.toLocaleString('en-US');
     const text = trained < all ? `LoRA r ${lora.r}: training ${count(trained)} of ${count(all)} parameters`
       : `training all ${count(all)} parameters${lora ? ` (LoRA r ${lora.r} adapters go on when DPO starts)` : ''}`;
-    post({ type: 'parameters', trained, all, text: checkpointing ? `${text}, with gradient checkpointing` : text });
+    const extras = [base && `base weights in ${base}`, checkpointing && 'with gradient checkpointing'].filter(Boolean);
+    post({ type: 'parameters', trained, all, text: [text, ...extras].join(', ') });
   };
 }
 

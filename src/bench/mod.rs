@@ -20,7 +20,7 @@ use crate::Error;
 use crate::config::TrainConfig;
 use crate::data::{ChatTemplate, TextTokenizer, TokenizedPair, train_bpe};
 use crate::device::{self, Backend};
-use crate::model::{LoraConfig, ModelConfig, ModelInfo, Precision, Preset};
+use crate::model::{BasePrecision, LoraConfig, ModelConfig, ModelInfo, Precision, Preset};
 use crate::train::{Event, Prepared, Start, Work};
 
 mod memory;
@@ -163,15 +163,35 @@ impl Mode {
     }
 }
 
-/// A `--modes` name: a mode, with `+gc` for gradient checkpointing (`adapters+gc`).
-fn parse_mode(name: &str) -> Option<(Mode, bool)> {
-    match name.strip_suffix(CHECKPOINTING) {
-        Some(mode) => Mode::parse(mode).map(|m| (m, true)),
-        None => Mode::parse(name).map(|m| (m, false)),
+/// A `--modes` name: a mode, then `+gc` for gradient checkpointing and, with adapters,
+/// `+base-f16` or `+base-bf16` for the frozen base's dtype (`adapters+gc+base-bf16`).
+fn parse_mode(name: &str) -> Option<(Mode, Variant)> {
+    let mut parts = name.split('+');
+    let mode = Mode::parse(parts.next()?)?;
+    let mut variant = Variant::default();
+    for part in parts {
+        match (part, part.strip_prefix(BASE)) {
+            (CHECKPOINTING, _) if !variant.checkpointing => variant.checkpointing = true,
+            (_, Some(dtype)) if mode == Mode::Adapters && variant.base == BasePrecision::F32 => {
+                variant.base = BasePrecision::parse(dtype)?;
+            }
+            _ => return None,
+        }
     }
+    Some((mode, variant))
 }
 
-const CHECKPOINTING: &str = "+gc";
+const CHECKPOINTING: &str = "gc";
+const BASE: &str = "base-";
+
+/// How a mode is varied: its `+` suffixes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Variant {
+    /// Gradient checkpointing (`+gc`).
+    pub checkpointing: bool,
+    /// The dtype the frozen base is held in (`+base-bf16`; adapters only).
+    pub base: BasePrecision,
+}
 
 /// One measurement: a workload on a backend in a mode and a precision.
 #[derive(Debug)]
@@ -179,8 +199,7 @@ pub struct Case {
     pub workload: &'static Workload,
     pub backend: Backend,
     pub mode: Mode,
-    /// Gradient checkpointing (`+gc` after the mode's name).
-    pub checkpointing: bool,
+    pub variant: Variant,
     pub precision: Precision,
 }
 
@@ -198,12 +217,14 @@ impl Case {
 
     /// The mode as `--modes` and the results name it.
     pub fn mode_name(&self) -> String {
-        let suffix = if self.checkpointing {
-            CHECKPOINTING
-        } else {
-            ""
-        };
-        format!("{}{suffix}", self.mode.name())
+        let mut name = self.mode.name().to_string();
+        if self.variant.checkpointing {
+            name += &format!("+{CHECKPOINTING}");
+        }
+        if self.variant.base != BasePrecision::F32 {
+            name += &format!("+{BASE}{}", self.variant.base.name());
+        }
+        name
     }
 
     /// Parses a spec; the precision may be left out (f32).
@@ -220,14 +241,14 @@ impl Case {
             Some(name) => Precision::parse(name).ok_or_else(bad)?,
             None => Precision::F32,
         };
-        let (mode, checkpointing) = parse_mode(mode).ok_or_else(bad)?;
+        let (mode, variant) = parse_mode(mode).ok_or_else(bad)?;
         Ok(Case {
             workload: Workload::find(workload).ok_or_else(bad)?,
             backend: Backend::parse(backend)
                 .filter(|b| *b != Backend::Auto)
                 .ok_or_else(bad)?,
             mode,
-            checkpointing,
+            variant,
             precision,
         })
     }
@@ -245,7 +266,8 @@ pub fn plan(
     let names: Vec<_> = WORKLOADS.iter().map(|w| w.name).collect();
     let workloads = parse_list("--workloads", workloads, &names, Workload::find)?;
     let known = Mode::NAMES.join(", ");
-    let modes = parse_list("--modes", modes, &[&known, "each +gc"], parse_mode)?;
+    let suffixes = "each +gc, adapters +base-f16 or +base-bf16";
+    let modes = parse_list("--modes", modes, &[&known, suffixes], parse_mode)?;
     let precisions = parse_list(
         "--precision",
         precisions,
@@ -263,12 +285,12 @@ pub fn plan(
     for &workload in &workloads {
         for &backend in &backends {
             for &precision in &precisions {
-                for &(mode, checkpointing) in &modes {
+                for &(mode, variant) in &modes {
                     cases.push(Case {
                         workload,
                         backend,
                         mode,
-                        checkpointing,
+                        variant,
                         precision,
                     });
                 }
@@ -389,8 +411,9 @@ pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
         max_length: w.seq,
         warmup_steps: 0,
         precompute_ref: case.mode == Mode::Precomputed,
-        gradient_checkpointing: case.checkpointing,
+        gradient_checkpointing: case.variant.checkpointing,
         precision: case.precision,
+        base_precision: case.variant.base,
         lora: (case.mode == Mode::Adapters).then(|| LoraConfig {
             r: 16,
             alpha: 32.0,

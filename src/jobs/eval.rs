@@ -12,7 +12,7 @@ use crate::generate::{Generation, SamplingConfig, sample_and_score};
 use crate::io::Saved;
 use crate::io::hf::{self, ModelFiles};
 use crate::io::peft::{self, Adapter};
-use crate::model::{CausalLm, ModelConfig};
+use crate::model::{BasePrecision, CausalLm, ModelConfig};
 use crate::train::PairsFile;
 use crate::train::eval::evaluate;
 use crate::train::setup::attach;
@@ -44,7 +44,7 @@ impl Stack {
     ) -> Result<(crate::model::ModelInfo, CausalLm, CausalLm), Error> {
         let (info, base) = hf::load(&self.model.1, &self.model.0, device)?;
         let model = match &self.adapter {
-            Some(adapter) => attach(base.clone(), &mut adapter.clone())?,
+            Some(adapter) => attach(base.clone(), &mut adapter.clone(), BasePrecision::F32)?,
             None => base.clone(),
         };
         Ok((info, base, model))
@@ -110,7 +110,9 @@ impl Eval {
         let (info, base, policy) = self.policy.load(device)?;
         let reference = match &self.reference {
             Some(Other::Model((name, files))) => hf::load(files, name, device)?.1,
-            Some(Other::Adapter(adapter)) => attach(base, &mut adapter.clone())?,
+            Some(Other::Adapter(adapter)) => {
+                attach(base, &mut adapter.clone(), BasePrecision::F32)?
+            }
             None => base,
         };
         let (metrics, _) = read_sync(evaluate(

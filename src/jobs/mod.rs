@@ -30,6 +30,7 @@ use crate::dpo::{Metrics, Phase};
 use crate::generate::mean_reward;
 use crate::io::checkpoint::Checkpoints;
 use crate::io::{Saved, atomic, hf};
+use crate::model::BasePrecision;
 use crate::train::{self, Event, ModelSource, PairsFile, Report, Run, RunSpec, When};
 use folder::Checkpoint;
 
@@ -177,6 +178,14 @@ pub fn train(
             lora.r,
             lora.alpha,
             lora.targets.join(", ")
+        ));
+    }
+    let base = run.config().base_precision;
+    if base != BasePrecision::F32 {
+        progress.message(&format!(
+            "frozen linear weights held in {}; products in {}",
+            base.name(),
+            run.config().precision.name()
         ));
     }
     if run.config().gradient_checkpointing {

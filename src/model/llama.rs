@@ -9,7 +9,7 @@
 //! so checkpoints load and save without transposes.
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, RmsNorm, RmsNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -280,11 +280,12 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// Placeholder parameters of the right shapes; `weights::fill` gives them values.
+    /// Placeholder parameters of the right shapes; `weights::fill` gives them values. Lazy:
+    /// a tree built only to be filled, or to read its shapes, allocates no tensor memory.
     fn new(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Self {
         Projection {
-            weight: Param::from_tensor(Tensor::zeros([d_out, d_in], device)),
-            bias: bias.then(|| Param::from_tensor(Tensor::zeros([d_out], device))),
+            weight: Initializer::Zeros.init([d_out, d_in], device),
+            bias: bias.then(|| Initializer::Zeros.init([d_out], device)),
         }
     }
 

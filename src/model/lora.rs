@@ -59,6 +59,12 @@ pub const ALL_LINEAR: &str = "all-linear";
 /// Layers that are 2-D weights but not linear layers PEFT adapts: embeddings and the head.
 const NOT_LINEAR: [&str; 4] = ["wte", "wpe", "embed_tokens", "lm_head"];
 
+/// Whether the module named (`model.layers.0.mlp.up_proj`) is a linear layer PEFT adapts, given
+/// that its weight is 2-D.
+pub fn is_linear(module: &str) -> bool {
+    !NOT_LINEAR.contains(&module.rsplit('.').next().unwrap_or_default())
+}
+
 impl LoraConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.r == 0 {
@@ -146,10 +152,9 @@ pub fn linear_layers(config: &ModelConfig) -> Vec<(String, usize, usize)> {
         .into_iter()
         .filter_map(|(name, shape)| {
             let module = name.strip_suffix(".weight")?;
-            let last = module.rsplit('.').next()?;
             let [rows, cols] = shape[..] else { return None };
             let (d_in, d_out) = layout.in_out(rows, cols);
-            (!NOT_LINEAR.contains(&last)).then(|| (module.to_string(), d_in, d_out))
+            is_linear(module).then(|| (module.to_string(), d_in, d_out))
         })
         .collect()
 }
@@ -341,7 +346,7 @@ impl Reparameterizer for &mut Attach<'_> {
         else {
             return (param, None);
         };
-        if NOT_LINEAR.contains(&module.rsplit('.').next().unwrap_or_default()) {
+        if !is_linear(module) {
             return (param, None);
         }
         let (d_in, d_out) = layout.in_out(*rows, *cols);
@@ -439,10 +444,10 @@ pub fn param_counts(model: &CausalLm) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use burn::optim::GradientsParams;
-    use burn::tensor::{Int, Tolerance};
+    use burn::tensor::{DType, Int, Tolerance};
 
     use super::*;
-    use crate::model::{LlamaConfig, Preset};
+    use crate::model::{BasePrecision, LlamaConfig, Preset};
 
     fn gpt2() -> ModelConfig {
         ModelConfig::Gpt2(Preset::Micro.config(Some(64)))
@@ -527,6 +532,48 @@ mod tests {
                 .map(|(_, d_in, d_out)| r * (d_in + d_out))
                 .sum();
             assert_eq!(adapters, expected);
+        }
+    }
+
+    #[test]
+    fn a_half_base_computes_as_f32_on_its_rounded_weights() {
+        for config in [gpt2(), llama()] {
+            for base in [BasePrecision::F16, BasePrecision::Bf16] {
+                let device = Device::flex().autodiff();
+                let model = config.random_weights(1, &device);
+                let adapted = |model| attach(model, &mut Random(StdRng::seed_from_u64(2))).unwrap();
+                let half = adapted(base.cast_base(model.clone()));
+                let rounded = adapted(BasePrecision::F32.cast_base(base.cast_base(model)));
+                let dtypes = |m: &CausalLm| {
+                    let tensors = weights::named_tensors(m).into_iter();
+                    tensors.map(|t| t.tensor.dtype()).collect::<Vec<_>>()
+                };
+                let all_f32 = |m: &CausalLm| dtypes(m).iter().all(|d| *d == DType::F32);
+                let what = format!("{} base {}", config.family(), base.name());
+                assert!(dtypes(&half).contains(&base.dtype().into()), "{what}");
+                assert!(all_f32(&rounded) && all_f32(&half.merged()), "{what}");
+                // The same arithmetic: f32 products of the rounded weights, with adapters and
+                // without (the reference), and the same gradients for the adapters.
+                for on in [true, false] {
+                    let (a, b) = (half.clone(), rounded.clone());
+                    let (a, b) = (a.with_adapters(on), b.with_adapters(on));
+                    let (x, y) = (a.hidden(ids(&device)), b.hidden(ids(&device)));
+                    x.into_data().assert_eq(&y.into_data(), true);
+                }
+                let grads = |m: &CausalLm| {
+                    let loss = m.hidden(ids(&device)).powi_scalar(2).sum();
+                    GradientsParams::from_grads(loss.backward(), m)
+                };
+                let (a, b) = (grads(&half), grads(&rounded));
+                assert_eq!(a.len(), b.len(), "{what}");
+                let factors = weights::named_tensors(&half).into_iter();
+                for name in factors.map(|t| t.name).filter(|n| n.contains(".lora.")) {
+                    let id = weights::param_id(&name);
+                    let (x, y) = (a.get::<2>(id), b.get::<2>(id));
+                    let (x, y) = (x.expect(&name), y.expect(&name));
+                    x.into_data().assert_eq(&y.into_data(), true);
+                }
+            }
         }
     }
 

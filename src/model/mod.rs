@@ -19,7 +19,7 @@ pub use gpt2::Gpt2;
 pub use info::ModelInfo;
 pub use llama::{Llama, LlamaConfig};
 pub use lora::{Compute, LoraConfig};
-pub use precision::Precision;
+pub use precision::{BasePrecision, Precision};
 
 /// A decoder-only language model of one of the supported families.
 #[derive(Module, Debug)]
@@ -130,9 +130,9 @@ impl CausalLm {
         lora::param_counts(self).0 > 0
     }
 
-    /// The model with its adapters merged into the weights (the base is unchanged).
+    /// The model with its adapters merged into the weights, all in f32 (the base is unchanged).
     pub fn merged(&self) -> Self {
-        self.clone().materialize()
+        BasePrecision::F32.cast_base(self.clone()).materialize()
     }
 
     /// The output head [vocab, width]; logits are `hidden · headᵀ`.

@@ -8,8 +8,16 @@
 //! result cast back to f32 on the way out (autodiff casts the gradients the same way).
 //!
 //! bf16 keeps f32's exponent range, so gradients do not underflow and no loss scaling is
-//! needed. f16 (WebGPU's only half type) would need dynamic loss scaling; it is not offered.
+//! needed. f16 (WebGPU's only half type) would need dynamic loss scaling; it is not offered
+//! for the products.
+//!
+//! Storage is a separate matter ([`BasePrecision`]): with adapters the frozen weights of the
+//! linear layers may be held in f16 or bf16, halving their memory. They enter each product
+//! cast to its dtype, so with f32 products the arithmetic is exactly f32's on the rounded
+//! weights (gradients flow in f32 and need no loss scaling), and with bf16 products on a bf16
+//! base no cast is made at all.
 
+use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{DType, Device, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -53,43 +61,159 @@ impl Precision {
         }
     }
 
-    /// `t` as a product operand: cast once where one operand serves many products (the
-    /// head's chunks); [`matmul`](Self::matmul) leaves an operand already cast as it is.
-    pub fn operand<const D: usize>(self, t: Tensor<D>) -> Tensor<D> {
+    fn dtype(self) -> FloatDType {
         match self {
-            Precision::F32 => t,
-            Precision::Bf16 => t.cast(FloatDType::BF16),
+            Precision::F32 => FloatDType::F32,
+            Precision::Bf16 => FloatDType::BF16,
         }
+    }
+
+    /// `t` as a product operand: cast once where one operand serves many products (the
+    /// head's chunks); [`matmul`](Self::matmul) leaves an operand already cast as it is (a
+    /// cast to a tensor's own dtype is no operation).
+    pub fn operand<const D: usize>(self, t: Tensor<D>) -> Tensor<D> {
+        t.cast(self.dtype())
     }
 
     /// `x · w` (batched over leading dimensions), computed in this precision, result in f32.
     pub fn matmul<const D: usize>(self, x: Tensor<D>, w: Tensor<D>) -> Tensor<D> {
         let product = self.operand(x).matmul(self.operand(w));
-        match self {
-            Precision::F32 => product,
-            Precision::Bf16 => product.cast(FloatDType::F32),
-        }
+        product.cast(FloatDType::F32)
     }
 }
 
-impl TryFrom<String> for Precision {
-    type Error = String;
+/// The dtype the frozen linear weights of an adapter run are held in. Not saved with a model:
+/// files are written in f32 whatever it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum BasePrecision {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
 
-    fn try_from(name: String) -> Result<Precision, String> {
-        Precision::parse(&name).ok_or_else(|| {
-            format!(
-                "unknown precision `{name}` (one of {})",
-                Precision::NAMES.join(", ")
-            )
+impl BasePrecision {
+    pub const NAMES: [&'static str; 3] = ["f32", "f16", "bf16"];
+
+    pub fn parse(name: &str) -> Option<BasePrecision> {
+        match name {
+            "f32" => Some(BasePrecision::F32),
+            "f16" => Some(BasePrecision::F16),
+            "bf16" => Some(BasePrecision::Bf16),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BasePrecision::F32 => "f32",
+            BasePrecision::F16 => "f16",
+            BasePrecision::Bf16 => "bf16",
+        }
+    }
+
+    pub fn dtype(self) -> FloatDType {
+        match self {
+            BasePrecision::F32 => FloatDType::F32,
+            BasePrecision::F16 => FloatDType::F16,
+            BasePrecision::Bf16 => FloatDType::BF16,
+        }
+    }
+
+    /// Refuses a storage dtype the device has no tensors of (WebGPU's f16 needs the adapter's
+    /// `shader-f16` feature; bf16 it has not at all).
+    pub fn check(self, device: &Device) -> Result<(), String> {
+        if device.supports_dtype(DType::from(self.dtype())) {
+            return Ok(());
+        }
+        let name = self.name();
+        Err(format!(
+            "field `base_precision`: this device holds no {name} tensors (WebGPU needs the \
+             shader-f16 feature for f16 and has no bf16); use f32{}",
+            match self {
+                BasePrecision::Bf16 => " or f16",
+                _ => "",
+            }
+        ))
+    }
+
+    /// `model` with the weights of its linear layers in this dtype, frozen. Embeddings and
+    /// the head stay in f32, as QLoRA leaves them: the head enters a product over the whole
+    /// vocabulary, where an f32 copy would be kept for the backward (and with tied
+    /// embeddings the table is the head). Adapters, norms and biases are left as they are.
+    /// A weight already in the dtype is not touched, so models that share a base keep
+    /// sharing it.
+    pub fn cast_base<M: Module>(self, model: M) -> M {
+        model.map(&mut CastBase {
+            dtype: self.dtype(),
+            path: Vec::new(),
+            in_adapter: 0,
         })
     }
 }
 
-impl From<Precision> for String {
-    fn from(precision: Precision) -> String {
-        precision.name().into()
+struct CastBase {
+    dtype: FloatDType,
+    path: Vec<String>,
+    /// Depth inside a weight's adapter (its factors train: never cast).
+    in_adapter: usize,
+}
+
+impl ModuleMapper for CastBase {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(name.into());
+        self.in_adapter += usize::from(self.in_adapter > 0 || container_type == ADAPTER);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+        self.in_adapter = self.in_adapter.saturating_sub(1);
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let name = super::checkpoint_name(&self.path);
+        let linear = name
+            .strip_suffix(".weight")
+            .is_some_and(super::lora::is_linear);
+        if D != 2 || !linear || self.in_adapter > 0 || param.dtype() == self.dtype.into() {
+            return param;
+        }
+        let dtype = self.dtype;
+        param.set_require_grad(false).map(|t| t.cast(dtype))
     }
 }
+
+/// The container type burn's module traversal names a parameter's reparameterization with.
+const ADAPTER: &str = "Reparameterization";
+
+/// The `TryFrom<String>` and `From<_> for String` a setting's name round-trips through.
+macro_rules! named_setting {
+    ($type:ident, $what:literal) => {
+        impl TryFrom<String> for $type {
+            type Error = String;
+
+            fn try_from(name: String) -> Result<$type, String> {
+                $type::parse(&name).ok_or_else(|| {
+                    format!(
+                        concat!("unknown ", $what, " `{}` (one of {})"),
+                        name,
+                        $type::NAMES.join(", ")
+                    )
+                })
+            }
+        }
+
+        impl From<$type> for String {
+            fn from(value: $type) -> String {
+                value.name().into()
+            }
+        }
+    };
+}
+
+named_setting!(Precision, "precision");
+named_setting!(BasePrecision, "base precision");
 
 #[cfg(test)]
 mod tests {

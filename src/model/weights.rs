@@ -128,7 +128,8 @@ pub struct NamedTensor {
     pub tensor: Tensor<1>,
 }
 
-/// Every float parameter of `model` with its checkpoint name, flattened, still on the device.
+/// Every float parameter of `model` with its checkpoint name, flattened, still on the device
+/// (a weight with an adapter as its base; [`CausalLm::merged`](super::CausalLm::merged) merges).
 pub fn named_tensors<M: Module>(model: &M) -> Vec<NamedTensor> {
     let mut collector = Collector::default();
     model.visit(&mut collector);
@@ -151,7 +152,8 @@ impl ModuleVisitor for Collector {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let tensor = param.val();
+        // The stored value: an adapter's factors are visited as parameters of their own.
+        let tensor = param.base();
         let shape = tensor.dims().to_vec();
         let len: usize = shape.iter().product();
         self.out.push(NamedTensor {

@@ -26,7 +26,7 @@ use crate::dpo::{Metrics, Phase, Reference};
 use crate::generate::{Generation, SamplingConfig, sample_and_score};
 use crate::io::hf::{self, ModelFiles};
 use crate::io::{Saved, peft};
-use crate::model::{CausalLm, ModelInfo};
+use crate::model::{BasePrecision, CausalLm, ModelInfo};
 
 /// The held-out pairs: where they came from, their distinct prompts (sampled before and after
 /// DPO) and the pairs evaluated at the end.
@@ -224,7 +224,24 @@ impl Run {
         Ok(())
     }
 
+    /// In a run on a fresh model with adapters, SFT's model becomes their frozen base when SFT
+    /// is over: held in `base_precision` from then on, before DPO's starting model is sampled
+    /// or frozen as the reference, so that both are the base the adapters will sit on.
+    fn hold_sft_base(&mut self) {
+        let config = &self.trainer.config;
+        let sft_over = config.steps > 0 && self.steps_done() == config.sft_steps;
+        let half = config.base_precision != BasePrecision::F32;
+        if half && sft_over && !self.trainer.policy.has_adapters() {
+            // Moved out (a lazy tree, holding no memory, stands in), so that each f32 weight
+            // is freed as its cast is made: never the whole model twice.
+            let stand_in = self.info.config.build(&self.trainer.device);
+            let policy = std::mem::replace(&mut self.trainer.policy, stand_in);
+            self.trainer.policy = config.base_precision.cast_base(policy);
+        }
+    }
+
     async fn generate(&mut self, when: When) -> Result<Vec<Generation>, Error> {
+        self.hold_sft_base();
         let items = match (&self.before, when) {
             // Without a DPO phase the model before it is the final one.
             (Some(before), When::After) if self.trainer.config.steps == 0 => before.clone(),
@@ -263,6 +280,7 @@ impl Run {
     /// Fixes DPO's reference: the saved SFT model of a resumed run, else the policy now (with
     /// its adapters switched off while they are untrained). Returns whether it is the policy.
     async fn freeze(&mut self) -> Result<bool, Error> {
+        self.hold_sft_base();
         let config = &self.trainer.config;
         let from_policy = self.saved_reference.is_none();
         let untrained = self.adapters.fresh && self.steps_done() == 0;

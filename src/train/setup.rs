@@ -24,7 +24,7 @@ use crate::io::hf::{self, ModelFiles};
 use crate::io::peft::{self, Adapter, AdapterFiles};
 use crate::io::{self, Files, Saved};
 use crate::model::lora::{self, FactorSource, FreshFactors};
-use crate::model::{CausalLm, ModelConfig, ModelInfo};
+use crate::model::{BasePrecision, CausalLm, ModelConfig, ModelInfo};
 
 /// A pairs file (JSONL): its name, for messages, and its bytes.
 #[derive(Clone, Debug)]
@@ -335,6 +335,8 @@ impl Prepared {
     /// are attached when DPO starts ([`Run`]'s freeze).
     pub fn start(mut self, device: &Device, start: Start) -> Result<Run, Error> {
         self.config.precision.check(device).map_err(Error::Input)?;
+        let base_precision = self.config.base_precision;
+        base_precision.check(device).map_err(Error::Input)?;
         let autodiff = device.clone().autodiff();
         let pretrained =
             matches!(start, Start::Weights(_)) || matches!(self.source, ModelSource::Folder { .. });
@@ -354,7 +356,7 @@ impl Prepared {
         };
         let policy = match (&self.config.lora, policy.has_adapters(), pretrained) {
             (Some(_), false, true) => match self.adapter.take() {
-                Some(mut adapter) => attach(policy, &mut adapter)?,
+                Some(mut adapter) => attach(policy, &mut adapter, base_precision)?,
                 None => attach_fresh(policy, &self.config, &self.info.config)?,
             },
             _ => policy,
@@ -404,15 +406,17 @@ impl Prepared {
     ) -> Result<(CausalLm, Option<CausalLm>), Error> {
         let mut base = None;
         let mut reference = None;
+        // Cast once, before the policy's and the reference's adapters share it.
+        let frozen = |model| self.config.base_precision.cast_base(model);
         if let Some((name, saved)) = resume.reference.take() {
             reference = Some(match saved {
                 Saved::Model(files) => {
-                    let model = load(&name, &files, device)?;
+                    let model = frozen(load(&name, &files, device)?);
                     base = Some(model.clone());
                     model
                 }
                 Saved::Adapter(files) => {
-                    let model = self.source_model(device)?;
+                    let model = frozen(self.source_model(device)?);
                     base = Some(model.clone());
                     self.load_adapter(model, &name, &files)?
                 }
@@ -439,7 +443,7 @@ impl Prepared {
         files: &AdapterFiles,
     ) -> Result<CausalLm, Error> {
         let mut adapter = peft::read(files, name, &self.info.config)?;
-        attach(base, &mut adapter)
+        attach(base, &mut adapter, self.config.base_precision)
     }
 }
 
@@ -455,10 +459,14 @@ pub(crate) fn attach_fresh(
 ) -> Result<CausalLm, Error> {
     let lora = config.lora.as_ref().expect("an adapter run");
     let mut fresh = FreshFactors::new(lora, shape, config.seed).map_err(Error::Input)?;
-    attach(model, &mut fresh)
+    attach(model, &mut fresh, config.base_precision)
 }
 
-/// `model` with adapters from `source`, frozen but for them.
-pub(crate) fn attach(model: CausalLm, source: &mut dyn FactorSource) -> Result<CausalLm, Error> {
-    lora::attach(model, source).map_err(Error::Input)
+/// `model` with adapters from `source`, frozen but for them, its base held in `base`.
+pub(crate) fn attach(
+    model: CausalLm,
+    source: &mut dyn FactorSource,
+    base: BasePrecision,
+) -> Result<CausalLm, Error> {
+    lora::attach(base.cast_base(model), source).map_err(Error::Input)
 }

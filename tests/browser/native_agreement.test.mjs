@@ -2,7 +2,8 @@
 // backend (flex in wasm vs flex natively, which differ only in summation order) give the same
 // first steps, the same held-out split and the same held-out evaluation, both with a held-out
 // file and without one (then both hold out the last tenth of the training pairs); the page with
-// gradient checkpointing on gives the numbers of the CLI's whole backward pass.
+// gradient checkpointing on gives the numbers of the CLI's whole backward pass; LoRA adapters on
+// f16 base weights give the CLI's numbers with the same settings.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -55,6 +56,8 @@ async function agree(t, nativeData, pageData, heldOutPairs, pageExtra = {}) {
   const web = await pageRun(pageData, pageExtra);
   const checkpointing = /with gradient checkpointing/.test(web.parameters?.text);
   assert.equal(checkpointing, pageExtra.gradient_checkpointing === 'on', `parameters line: ${web.parameters?.text}`);
+  const base = web.parameters?.text.match(/base weights in (\w+)/)?.[1];
+  assert.equal(base, pageExtra.base_precision, `parameters line: ${web.parameters?.text}`);
   const first = native[0];
   assert.equal(web.metrics[0].step, 1);
   assert.equal(web.metrics[0].phase, first.phase);
@@ -78,4 +81,9 @@ test('without one: both hold out the same last tenth and match `dpo train` to 1e
 test('gradient checkpointing in the page: the numbers of the whole backward pass', { timeout: 300_000 }, async (t) => {
   await agree(t, ['--data', join(root, 'www/samples/train.jsonl'), '--eval-data', join(root, 'www/samples/heldout.jsonl')],
     { sample: 'sentiment' }, 200, { gradient_checkpointing: 'on' });
+});
+
+test('LoRA on f16 base weights in the page: the numbers of `dpo train --base-precision f16`', { timeout: 300_000 }, async (t) => {
+  await agree(t, ['--data', join(root, 'www/samples/train.jsonl'), '--eval-data', join(root, 'www/samples/heldout.jsonl'),
+    '--lora-r', '4', '--base-precision', 'f16'], { sample: 'sentiment' }, 200, { lora_r: '4', base_precision: 'f16' });
 });

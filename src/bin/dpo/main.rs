@@ -159,6 +159,11 @@ struct TrainArgs {
     /// Matrix products in f32 (default) or bf16 (mixed precision, on devices with bf16).
     #[arg(long)]
     precision: Option<String>,
+    /// With adapters, hold the frozen base weights in f32 (default), f16 or bf16: half the
+    /// memory for the weights; pays most with --gradient-checkpointing (without it the
+    /// backward keeps an f32 copy of each weight unless --precision bf16 on a bf16 base).
+    #[arg(long)]
+    base_precision: Option<String>,
     /// Seed for weights, data order and sampling.
     #[arg(long)]
     seed: Option<u64>,
@@ -411,6 +416,10 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
         .precision
         .as_deref()
         .map(|name| setting("precision", name));
+    let base_precision = args
+        .base_precision
+        .as_deref()
+        .map(|name| setting("base_precision", name));
     set!(preset = preset.transpose()?);
     set!(sft_steps = args.sft_steps);
     set!(steps = args.steps);
@@ -426,6 +435,7 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig, Error> {
     set!(max_length = args.max_length);
     set!(seed = args.seed);
     set!(precision = precision.transpose()?);
+    set!(base_precision = base_precision.transpose()?);
     args.lora.apply(&mut config.lora);
     config.precompute_ref |= args.precompute_ref;
     config.gradient_checkpointing |= args.gradient_checkpointing;

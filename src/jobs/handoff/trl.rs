@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::config::TrainConfig;
 use crate::dpo::loss::LossType;
 use crate::io::hf;
-use crate::model::Precision;
+use crate::model::{BasePrecision, Precision};
 
 /// Settings whose TRL counterpart takes the run's value as it is.
 const SAME: [(&str, &str); 12] = [
@@ -94,7 +94,7 @@ pub fn dpo_config(c: &TrainConfig, to: &Place) -> (Keys, Vec<(String, String)>, 
     let bf16 = c.precision == Precision::Bf16;
     let mut y: Keys = vec![
         ("model_name_or_path", q(&to.start)),
-        ("dtype", q("float32")),
+        ("dtype", q(torch_dtype(c.base_precision))),
         ("dataset_name", at("data")),
         ("dataset_train_split", q("train")),
         ("dataset_test_split", q("test")),
@@ -165,6 +165,17 @@ pub fn dpo_config(c: &TrainConfig, to: &Place) -> (Keys, Vec<(String, String)>, 
         ),
     );
     row(
+        "base_precision",
+        match c.base_precision {
+            BasePrecision::F32 => "dtype float32".into(),
+            half => format!(
+                "dtype {}: TRL loads the whole model so (embeddings, head and norms too) and \
+                 computes in it; dpo stores only the linear weights so and computes in f32",
+                torch_dtype(half)
+            ),
+        },
+    );
+    row(
         "loss.reference_free",
         ["false (TRL's only way)", "none (below)"][l.reference_free as usize].into(),
     );
@@ -208,6 +219,15 @@ pub fn dpo_config(c: &TrainConfig, to: &Place) -> (Keys, Vec<(String, String)>, 
         "use_peft, lora_r, lora_alpha, lora_dropout, lora_target_modules (PEFT's names)".into(),
     );
     (y, rows, unmapped)
+}
+
+/// PyTorch's name of the dtype the model is loaded in.
+fn torch_dtype(base: BasePrecision) -> &'static str {
+    match base {
+        BasePrecision::F32 => "float32",
+        BasePrecision::F16 => "float16",
+        BasePrecision::Bf16 => "bfloat16",
+    }
 }
 
 /// Stage 1, dpo's SFT phase, through DPOTrainer's `sft` loss: dpo's SFT objective (mean NLL
