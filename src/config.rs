@@ -110,7 +110,7 @@ impl TrainConfig {
         if self.base_precision != BasePrecision::F32 && self.lora.is_none() {
             return Err(format!(
                 "field `base_precision`: {} holds a frozen base, and only an adapter run has one \
-                 (set `lora`, or `--lora-r`)",
+                 (set a LoRA rank: `--lora-r`, `[lora]`, the page's LoRA rank)",
                 self.base_precision.name()
             ));
         }
