@@ -148,7 +148,6 @@ impl BasePrecision {
         model.map(&mut CastBase {
             dtype: self.dtype(),
             path: Vec::new(),
-            in_adapter: 0,
         })
     }
 }
@@ -156,36 +155,30 @@ impl BasePrecision {
 struct CastBase {
     dtype: FloatDType,
     path: Vec<String>,
-    /// Depth inside a weight's adapter (its factors train: never cast).
-    in_adapter: usize,
 }
 
 impl ModuleMapper for CastBase {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
         self.path.push(name.into());
-        self.in_adapter += usize::from(self.in_adapter > 0 || container_type == ADAPTER);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
         self.path.pop();
-        self.in_adapter = self.in_adapter.saturating_sub(1);
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        // An adapter's factors (`….weight.lora.a`) are not weights of a linear layer.
         let name = super::checkpoint_name(&self.path);
         let linear = name
             .strip_suffix(".weight")
             .is_some_and(super::lora::is_linear);
-        if D != 2 || !linear || self.in_adapter > 0 || param.dtype() == self.dtype.into() {
+        if D != 2 || !linear || param.dtype() == self.dtype.into() {
             return param;
         }
         let dtype = self.dtype;
         param.set_require_grad(false).map(|t| t.cast(dtype))
     }
 }
-
-/// The container type burn's module traversal names a parameter's reparameterization with.
-const ADAPTER: &str = "Reparameterization";
 
 /// The `TryFrom<String>` and `From<_> for String` a setting's name round-trips through.
 macro_rules! named_setting {
