@@ -15,6 +15,7 @@ use crate::dpo::Metrics;
 use crate::dpo::logps::MAX_CHUNK_LOGITS;
 use crate::io::hf::ModelFiles;
 use crate::io::{Files, Saved};
+use crate::model::attention::BLOCK_ELEMENTS;
 use crate::model::{Preset, PresetShape};
 use crate::train::{self, ModelSource, PairsFile, Report, Resume, Run, RunSpec, Start, When, Work};
 
@@ -122,18 +123,20 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
 
 /// Numbers the page takes from the library rather than copying them: every preset's shape
 /// `{name: {vocab, width, layers, heads, positions}}`, the language-model head's chunk size in
-/// logits, and the names of a metrics object's fields.
+/// logits, the attention's block size in scores, and the names of a metrics object's fields.
 #[wasm_bindgen]
 pub fn facts() -> Result<JsValue, JsError> {
     #[derive(Serialize)]
     struct Facts {
         presets: std::collections::BTreeMap<&'static str, PresetShape>,
         max_chunk_logits: usize,
+        attention_block_scores: usize,
         metrics: &'static [&'static str],
     }
     to_js(&Facts {
         presets: Preset::shapes().into_iter().collect(),
         max_chunk_logits: MAX_CHUNK_LOGITS,
+        attention_block_scores: BLOCK_ELEMENTS,
         metrics: &Metrics::NAMES,
     })
 }

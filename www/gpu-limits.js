@@ -14,8 +14,9 @@ const F32 = 4; // every tensor the trainer builds is f32
 
 // The library's numbers, from the wasm module's `facts()` (the worker sets them once the
 // module is loaded): `presets`, each preset's shape (a fresh model's vocabulary is the
-// preset's target or less, so these are upper bounds), and `max_chunk_logits`, the most logits
-// (floats) the language-model head computes at once, whatever the vocabulary.
+// preset's target or less, so these are upper bounds), `max_chunk_logits`, the most logits
+// (floats) the language-model head computes at once, whatever the vocabulary, and
+// `attention_block_scores`, the most attention scores one block of query rows holds.
 let facts = null;
 export function setFacts(value) {
   facts = value;
@@ -51,14 +52,15 @@ export function largestBuffers({ vocab, width, heads, inner }, { batch = 16, max
   const sequences = 2 * batch;
   const rows = sequences * length; // every position may be scored
   const chunkRows = Math.min(rows, Math.max(1, Math.floor(library().max_chunk_logits / vocab)));
+  const blockRows = Math.min(length, Math.max(1, Math.floor(library().attention_block_scores / (sequences * heads * length))));
   const buffers = [
     // Training every weight, also the size of its gradient and of each AdamW moment.
     { what: `the token embedding (${vocab} tokens × ${width})`, bytes: vocab * width * F32, cause: 'model' },
     { what: `one MLP weight (${width} × ${inner})`, bytes: width * inner * F32, cause: 'model' },
     { what: `a chunk of logits (${chunkRows} positions × ${vocab} tokens)`, bytes: chunkRows * vocab * F32, cause: 'batch' },
-    // Attention under autodiff is never fused: the whole score matrix is materialised.
-    { what: `the attention score matrix (${sequences} sequences × ${heads} heads × ${length}² positions)`,
-      bytes: sequences * heads * length * length * F32, cause: 'batch' },
+    // Attention scores one block of query rows at a time (at least one row).
+    { what: `a block of attention scores (${sequences} sequences × ${heads} heads × ${blockRows} × ${length} positions)`,
+      bytes: sequences * heads * blockRows * length * F32, cause: 'batch' },
     { what: `the MLP activation tensor (${rows} positions × ${inner})`, bytes: rows * inner * F32, cause: 'batch' },
   ];
   return buffers.sort((a, b) => b.bytes - a.bytes);

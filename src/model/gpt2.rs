@@ -9,10 +9,9 @@
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, sigmoid};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
 
+use super::attention::causal_attention;
 use super::config::Gpt2Config;
 use super::lora::{Compute, Layout};
 
@@ -135,12 +134,7 @@ impl Attention {
         };
         // Right padding needs no mask of its own: causal attention already keeps real
         // positions from seeing the padding after them.
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: true,
-        };
-        let y = attention(split(0), split(1), split(2), None, None, options);
+        let y = causal_attention(split(0), split(1), split(2));
         linear(
             &self.c_proj,
             y.swap_dims(1, 2).reshape([batch, seq, d]),

@@ -11,11 +11,10 @@
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::silu;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::attention::causal_attention;
 use super::lora::{Compute, Layout};
 use super::rope::{Rope, RopeSettings};
 
@@ -422,12 +421,7 @@ impl Attention {
                 .expand([batch, self.kv_heads, group, seq, self.head_dim])
                 .reshape([batch, self.heads, seq, self.head_dim])
         };
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: true,
-        };
-        let y = attention(q, share(k), share(v), None, None, options);
+        let y = causal_attention(q, share(k), share(v));
         self.o_proj.forward(
             y.swap_dims(1, 2)
                 .reshape([batch, seq, self.heads * self.head_dim]),

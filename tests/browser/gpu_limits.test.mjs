@@ -32,12 +32,17 @@ test('the largest buffers of each model, against the limits', () => {
   const gpt2 = modelShape({ preset: 'gpt2-124m' });
   assert.deepEqual(gpt2, { vocab: 50257, width: 768, layers: 12, heads: 12, positions: 1024, inner: 3072, from: 'preset' });
   const buffers = largestBuffers(gpt2, { batch: 16, max_length: 1024 });
-  // 32 sequences x 12 heads x 1024 x 1024 floats; logits capped at 2^24 floats (333 rows).
-  assert.deepEqual(buffers[0], { what: 'the attention score matrix (32 sequences × 12 heads × 1024² positions)',
-    bytes: 32 * 12 * 1024 * 1024 * 4, cause: 'batch' });
+  // 32 sequences x 1024 positions x 3072 floats; attention scores in blocks of at most 2^22
+  // (10 query rows: 15 MiB, where the whole matrix would be 1.5 GiB); logits capped at 2^24
+  // floats (333 rows).
+  assert.deepEqual(buffers[0], { what: 'the MLP activation tensor (32768 positions × 3072)',
+    bytes: 32768 * 3072 * 4, cause: 'batch' });
+  assert.deepEqual(buffers.find((b) => b.what.startsWith('a block of attention')),
+    { what: 'a block of attention scores (32 sequences × 12 heads × 10 × 1024 positions)', bytes: 32 * 12 * 10 * 1024 * 4, cause: 'batch' });
   assert.equal(buffers.find((b) => b.what.startsWith('a chunk of logits')).bytes, 333 * 50257 * 4);
-  assert.equal(limitProblem(gpt2, { batch: 16, max_length: 1024 }, swiftShader).message,
-    "the attention score matrix (32 sequences × 12 heads × 1024² positions) needs 1.5 GiB but this GPU's maxStorageBufferBindingSize is 1 GiB");
+  assert.equal(limitProblem(gpt2, { batch: 16, max_length: 1024 }, swiftShader), null);
+  assert.equal(limitProblem(gpt2, { batch: 48, max_length: 1024 }, swiftShader).message,
+    "the MLP activation tensor (98304 positions × 3072) needs 1.1 GiB but this GPU's maxStorageBufferBindingSize is 1 GiB");
   assert.equal(limitProblem(gpt2, { batch: 8, max_length: 512 }, swiftShader), null);
   // The model's own buffers come first: a smaller batch cannot fix them.
   const embedding = limitProblem(gpt2, { batch: 16, max_length: 1024 }, { maxStorageBufferBindingSize: 100 * MiB, maxBufferSize: GiB });
