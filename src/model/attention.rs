@@ -149,10 +149,8 @@ fn blocked_forward<B: Backend>(
         .rows()
         .map(|rows| {
             let keys = 0..rows.end;
-            let p = probabilities::<B>(
-                blocks.take::<B>(&q, rows),
-                blocks.take::<B>(&k, keys.clone()),
-            );
+            let q_rows = blocks.take::<B>(&q, rows);
+            let p = probabilities::<B>(q_rows, blocks.take::<B>(&k, keys.clone()), blocks.scale);
             B::float_matmul(p, blocks.take::<B>(&v, keys))
         })
         .collect();
@@ -178,7 +176,7 @@ fn blocked_backward<B: Backend>(
         let k_keys = blocks.take::<B>(&k, keys.clone());
         let v_keys = blocks.take::<B>(&v, keys.clone());
         let grad_rows = blocks.take::<B>(&grad, rows);
-        let p = probabilities::<B>(q_rows.clone(), k_keys.clone());
+        let p = probabilities::<B>(q_rows.clone(), k_keys.clone(), blocks.scale);
 
         let dv_keys = B::float_matmul(B::float_transpose(p.clone()), grad_rows.clone());
         let dp = B::float_matmul(grad_rows, B::float_transpose(v_keys));
@@ -194,15 +192,14 @@ fn blocked_backward<B: Backend>(
     [B::float_cat(dq, 2), dk, dv]
 }
 
-/// softmax(Q K^T / sqrt(d)) for the query rows `q` [b, h, rows, d] against the keys `k`
+/// softmax(Q K^T * scale) for the query rows `q` [b, h, rows, d] against the keys `k`
 /// [b, h, keys, d]: the rows are the last `rows` of the `keys` positions, so row i sees keys
-/// up to i + keys - rows (the causal mask aligned at the bottom right, as burn's fallback
-/// aligns it). The same ops in the same order as that fallback, for the same numbers.
-fn probabilities<B: Backend>(q: FloatTensor<B>, k: FloatTensor<B>) -> FloatTensor<B> {
-    let [batch, heads, rows, d] = q.shape().dims::<4>();
+/// up to i + keys - rows (the causal mask aligned at the bottom right and built as burn's
+/// fallback builds it).
+fn probabilities<B: Backend>(q: FloatTensor<B>, k: FloatTensor<B>, scale: f64) -> FloatTensor<B> {
+    let [batch, heads, rows, _] = q.shape().dims::<4>();
     let keys = k.shape().dims::<4>()[2];
     let device = q.device();
-    let scale = 1.0 / (d as f64).sqrt();
     let scores = B::float_mul_scalar(B::float_matmul(q, B::float_transpose(k)), scale.into());
 
     let settings = get_or_init_device_settings::<B>(&device);
