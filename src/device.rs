@@ -37,16 +37,26 @@ impl Backend {
     }
 }
 
-/// The chosen device (without autodiff) and a sentence saying what and why.
+/// The chosen device (without autodiff), what it is in words and why it was chosen.
 pub struct Selected {
     pub device: Device,
-    pub description: String,
+    /// `cpu (flex)`, `wgpu on NVIDIA GeForce RTX 4090 (Vulkan, DiscreteGpu)`, `cuda on GPU 0`.
+    pub backend: String,
+    pub why: String,
+}
+
+impl Selected {
+    /// The line the commands print: `backend: … — why`.
+    pub fn description(&self) -> String {
+        format!("backend: {} — {}", self.backend, self.why)
+    }
 }
 
 pub fn select(backend: Backend) -> Result<Selected, Error> {
     let cpu = |why: String| Selected {
         device: Device::flex(),
-        description: format!("backend: cpu (flex) — {why}"),
+        backend: "cpu (flex)".into(),
+        why,
     };
     match backend {
         Backend::Cpu => Ok(cpu("requested with --backend cpu".into())),
@@ -85,7 +95,8 @@ pub fn select(backend: Backend) -> Result<Selected, Error> {
 fn cuda() -> Result<Selected, Error> {
     Ok(Selected {
         device: Device::cuda(0),
-        description: "backend: cuda on GPU 0 — requested with --backend cuda".into(),
+        backend: "cuda on GPU 0".into(),
+        why: "requested with --backend cuda".into(),
     })
 }
 
@@ -106,10 +117,11 @@ fn wgpu_device(adapter: &wgpu::AdapterInfo, why: &str) -> Selected {
             wgpu::DeviceType::Cpu => DeviceKind::Cpu,
             wgpu::DeviceType::Other => DeviceKind::DefaultDevice,
         }),
-        description: format!(
-            "backend: wgpu on {} ({:?}, {:?}) — {why}",
+        backend: format!(
+            "wgpu on {} ({:?}, {:?})",
             adapter.name, adapter.backend, adapter.device_type
         ),
+        why: why.into(),
     }
 }
 

@@ -401,6 +401,7 @@ pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
     case.precision
         .check(&selected.device)
         .map_err(Error::Input)?;
+    let description = selected.description();
     let device = selected.device;
     let w = case.workload;
     let config = TrainConfig {
@@ -465,7 +466,7 @@ pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
         backend: case.backend.name().into(),
         mode: case.mode_name(),
         precision: case.precision.name().into(),
-        device: selected.description,
+        device: description,
         pairs: w.pairs,
         seq: w.seq,
         warmup: timing.warmup,

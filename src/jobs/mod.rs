@@ -21,11 +21,12 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, read_sync};
+use burn::tensor::read_sync;
 
 use crate::Error;
 use crate::charts::{self, METRICS, RunMetrics};
 use crate::config::TrainConfig;
+use crate::device::Selected;
 use crate::dpo::{Metrics, Phase};
 use crate::generate::mean_reward;
 use crate::io::checkpoint::Checkpoints;
@@ -129,9 +130,10 @@ pub fn prepare(job: TrainJob) -> Result<PreparedJob, Error> {
 /// Runs SFT then DPO and writes the run folder. Returns the held-out evaluation, if any.
 pub fn train(
     prepared: PreparedJob,
-    device: &Device,
+    on: &Selected,
     progress: &mut dyn Progress,
 ) -> Result<Option<Metrics>, Error> {
+    let device = &on.device;
     let PreparedJob {
         job,
         run,
@@ -149,7 +151,7 @@ pub fn train(
     fs::create_dir_all(out).map_err(write_error(out))?;
     atomic::write_file(&out.join(CONFIG), &config_json).map_err(write_error(&out.join(CONFIG)))?;
     // What else the run read, for `dpo handoff` (train_config.json holds only settings).
-    let inputs = handoff::RunInputs::of(&job);
+    let inputs = handoff::RunInputs::of(&job, &on.backend);
     let inputs_json = serde_json::to_vec_pretty(&inputs).expect("paths serialize");
     let inputs_path = out.join(handoff::INPUTS);
     atomic::write_file(&inputs_path, &inputs_json).map_err(write_error(&inputs_path))?;

@@ -88,7 +88,7 @@ test('run folders from `dpo train`: drawn point for point, two overlaid, bad one
     const evaluation = files[0].find((m) => m.phase === 'eval');
     assert.ok(evaluation, 'the native run wrote its held-out evaluation');
     const first = await page.textContent('#run-viewer .viewed-runs li');
-    for (const part of [RUNS[0].name, 'micro', 'sigmoid', 'β 0.1', '3 SFT + 5 DPO steps', 'batch 4', 'seed 1',
+    for (const part of [RUNS[0].name, 'micro', 'sigmoid', 'β 0.1', '3 SFT + 5 DPO steps', 'batch 4', 'seed 1', 'on cpu (flex)',
       `held-out: accuracy ${evaluation['rewards/accuracies'].toFixed(2)}`]) {
       assert.ok(first.includes(part), `the caption lacks "${part}": ${first}`);
     }

@@ -48,7 +48,7 @@ pub fn handoff_cmd(args: HandoffArgs) -> Result<(), Error> {
             data: args.data,
             eval_data: args.eval_data,
             model: args.model,
-            adapter: None,
+            ..RunInputs::default()
         },
     })?;
     plan.write()?;

@@ -368,10 +368,15 @@ fn cpu_default_device() {
 }
 
 fn select_device(arg: &BackendArg) -> Result<burn::tensor::Device, Error> {
+    Ok(select(arg)?.device)
+}
+
+/// The device `--backend` asks for, said on stderr.
+fn select(arg: &BackendArg) -> Result<device::Selected, Error> {
     let backend = Backend::parse(&arg.backend).expect("clap checked the value");
     let selected = device::select(backend)?;
-    eprintln!("{}", selected.description);
-    Ok(selected.device)
+    eprintln!("{}", selected.description());
+    Ok(selected)
 }
 
 fn parse_losses(names: &str, weights: Option<&str>, into: &mut LossConfig) -> Result<(), Error> {
@@ -495,9 +500,9 @@ fn train(args: TrainArgs) -> Result<(), Error> {
         },
     };
     let prepared = jobs::prepare(job)?;
-    let device = select_device(&args.backend)?;
+    let selected = select(&args.backend)?;
     let mut progress = Reporter::new(args.json);
-    let eval = jobs::train(prepared, &device, &mut progress)?;
+    let eval = jobs::train(prepared, &selected, &mut progress)?;
     progress.finish();
     eprintln!(
         "run folder: {} (metrics.jsonl, charts.svg, sft/, final/)",

@@ -31,10 +31,12 @@ pub struct RunInputs {
     pub eval_data: Option<PathBuf>,
     pub model: Option<PathBuf>,
     pub adapter: Option<PathBuf>,
+    /// The device it trained on, in words (`cpu (flex)`, `wgpu on …`): for the page's viewer.
+    pub backend: Option<String>,
 }
 
 impl RunInputs {
-    pub fn of(job: &super::TrainJob) -> RunInputs {
+    pub fn of(job: &super::TrainJob, backend: &str) -> RunInputs {
         let abs = |p: &Option<PathBuf>| {
             p.as_ref()
                 .map(|p| std::path::absolute(p).unwrap_or(p.clone()))
@@ -46,6 +48,7 @@ impl RunInputs {
             eval_data,
             model,
             adapter,
+            backend: Some(backend.into()),
         }
     }
 }
@@ -303,6 +306,7 @@ fn read_inputs(o: &HandoffOptions) -> Result<RunInputs, Error> {
         eval_data: f.eval_data.or(r.eval_data),
         model: f.model.or(r.model),
         adapter: f.adapter.or(r.adapter),
+        backend: r.backend,
     })
 }
 
