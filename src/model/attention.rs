@@ -168,9 +168,10 @@ fn blocked_backward<B: Backend>(
 ) -> [FloatTensor<B>; 3] {
     let blocks = Blocks::new(q.shape().dims(), block_elements);
     let mut dq = Vec::new();
-    let mut dk = B::float_zeros(k.shape(), &k.device(), k.dtype().into());
-    let mut dv = B::float_zeros(v.shape(), &v.device(), v.dtype().into());
-    for rows in blocks.rows() {
+    // The last block first: it sees every key, so its dK and dV are the sums' first values
+    // (no zeros to add to), and each earlier block adds into a prefix of them.
+    let mut dk_dv: Option<(FloatTensor<B>, FloatTensor<B>)> = None;
+    for rows in blocks.rows().rev() {
         let keys = 0..rows.end;
         let q_rows = blocks.take::<B>(&q, rows.clone());
         let k_keys = blocks.take::<B>(&k, keys.clone());
@@ -186,9 +187,16 @@ fn blocked_backward<B: Backend>(
 
         dq.push(B::float_matmul(ds.clone(), k_keys));
         let dk_keys = B::float_matmul(B::float_transpose(ds), q_rows);
-        dk = blocks.add_into::<B>(dk, keys.clone(), dk_keys);
-        dv = blocks.add_into::<B>(dv, keys, dv_keys);
+        dk_dv = Some(match dk_dv {
+            None => (dk_keys, dv_keys),
+            Some((dk, dv)) => (
+                blocks.add_into::<B>(dk, keys.clone(), dk_keys),
+                blocks.add_into::<B>(dv, keys, dv_keys),
+            ),
+        });
     }
+    dq.reverse();
+    let (dk, dv) = dk_dv.expect("a sequence has at least one block of rows");
     [B::float_cat(dq, 2), dk, dv]
 }
 
@@ -237,7 +245,7 @@ impl Blocks {
         }
     }
 
-    fn rows(&self) -> impl Iterator<Item = Range<usize>> + use<> {
+    fn rows(&self) -> impl DoubleEndedIterator<Item = Range<usize>> + use<> {
         let (seq, step) = (self.shape[2], self.rows_per_block);
         (0..seq)
             .step_by(step)
@@ -259,9 +267,6 @@ impl Blocks {
         range: Range<usize>,
         value: FloatTensor<B>,
     ) -> FloatTensor<B> {
-        if range == (0..self.shape[2]) {
-            return B::float_add(sum, value);
-        }
         let slices = self.slices(range.clone());
         let part = B::float_add(self.take::<B>(&sum, range), value);
         B::float_slice_assign(sum, &slices, part)
