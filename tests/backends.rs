@@ -36,6 +36,9 @@ fn cpu_and_wgpu_agree_step_for_step() {
         ];
         for (name, x, y) in fields {
             assert_eq!(x.is_some(), y.is_some(), "{name} at step {}", a.step);
+            if name == "rewards/accuracies" && rewards_are_rounding(a) && rewards_are_rounding(b) {
+                continue;
+            }
             if let (Some(x), Some(y)) = (x, y) {
                 assert!(
                     common::close(x, y, 1e-4),
@@ -48,4 +51,13 @@ fn cpu_and_wgpu_agree_step_for_step() {
     }
     // The DPO steps really moved the policy away from its reference.
     assert!(cpu.last().unwrap().rewards_margins.unwrap().abs() > 0.0);
+}
+
+/// At the first DPO step the policy is its reference, so every reward is 0 up to the
+/// backend's rounding, and the accuracy (the share of pairs whose chosen reward is strictly
+/// above the rejected one) compares two rounding errors: a backend whose kernels differ
+/// between the two forwards (autotune, fusion) counts some pairs where the CPU counts none.
+fn rewards_are_rounding(m: &Metrics) -> bool {
+    let tiny = |r: Option<f64>| r.is_some_and(|r| r.abs() < 1e-4);
+    tiny(m.rewards_chosen) && tiny(m.rewards_rejected)
 }
