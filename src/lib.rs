@@ -29,6 +29,9 @@ pub mod model;
 pub mod task;
 pub mod train;
 
+#[cfg(test)]
+mod testing;
+
 #[cfg(not(target_family = "wasm"))]
 pub mod bench;
 #[cfg(not(target_family = "wasm"))]

@@ -7,6 +7,7 @@
 use burn::tensor::Tensor;
 
 use super::batch::SequenceBatch;
+use super::token_logps::token_logps;
 use crate::model::CausalLm;
 
 /// Largest logits chunk, in elements (64 MiB of f32).
@@ -46,13 +47,4 @@ pub fn from_hidden(model: &CausalLm, hidden: Tensor<3>, batch: &SequenceBatch) -
         .clone()
         .matmul(token_logps)
         .reshape([sequences])
-}
-
-/// log softmax(logits)[target] per row, without materialising the whole log-softmax.
-fn token_logps(logits: Tensor<2>, targets: Tensor<1, burn::tensor::Int>) -> Tensor<1> {
-    let [rows, _] = logits.dims();
-    let max = logits.clone().max_dim(1).detach();
-    let log_normaliser = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
-    let picked = logits.gather(1, targets.reshape([rows, 1]));
-    (picked - log_normaliser).reshape([rows])
 }

@@ -4,6 +4,7 @@ pub mod batch;
 pub mod logps;
 pub mod loss;
 pub mod metrics;
+pub mod token_logps;
 
 use burn::tensor::{Device, Tensor, TensorData};
 

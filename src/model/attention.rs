@@ -9,7 +9,9 @@
 //! holds [batch, heads, rows, keys] with `rows` chosen to keep it under `BLOCK_ELEMENTS`, and
 //! a causal block needs only the keys up to its last row. The forward is flex's own
 //! attention on the CPU (which never holds the whole matrix either) and the same blocks on
-//! the GPU backends, whose fallback would materialise it.
+//! the GPU backends, whose fallback would materialise it. On flex a block's probabilities are
+//! one fused pass per row (`row_math`) instead of six tensor ops (mask, max, subtract, exp,
+//! sum, divide), each a pass over the block with flex's element-by-element `exp`.
 //!
 //! The op is a burn backend extension: a trait implemented on each backend, with a
 //! hand-written backward on `Autodiff<B>`; `causal_attention` is its tensor-level entry.
@@ -21,12 +23,15 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::ops::{AttentionModuleOptions, ModuleOps};
+use burn::backend::ops::{AttentionModuleOptions, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Backend, Dispatch, Flex, TensorMetadata, backend_extension, get_or_init_device_settings,
 };
-use burn::tensor::{Shape, Slice, Tensor};
+use burn::tensor::{DType, Shape, Slice, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::row_math;
 
 /// The most elements one block of scores may hold: 2^22 (16 MiB in f32), at least one query
 /// row. Small enough that attention holds none of a step's largest buffers (gpt2-124m's 16
@@ -45,6 +50,16 @@ pub trait CausalAttention: Backend {
     ) -> FloatTensor<Self> {
         blocked_forward::<Self>(query, key, value, block_elements)
     }
+
+    /// softmax(Q K^T * scale) for the query rows `query` [b, h, rows, d], the last `rows` of
+    /// the key positions `key` [b, h, keys, d], causally masked: one block of the backward.
+    fn causal_probabilities(
+        query: FloatTensor<Self>,
+        key: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        probabilities::<Self>(query, key, scale)
+    }
 }
 
 /// flex's attention tiles the keys itself and runs each (sequence, head) on its own thread.
@@ -61,6 +76,35 @@ impl CausalAttention for Flex {
             is_causal: true,
         };
         Flex::attention(query, key, value, None, None, options)
+    }
+
+    /// f32 rows on every thread, the mask a row's length (the causal rows are the last `rows`
+    /// of the keys) and the softmax `row_math`'s; other float types as tensor ops.
+    fn causal_probabilities(
+        query: FloatTensor<Self>,
+        key: FloatTensor<Self>,
+        scale: f64,
+    ) -> FloatTensor<Self> {
+        if query.dtype() != DType::F32 {
+            return probabilities::<Self>(query, key, scale);
+        }
+        let [batch, heads, rows, _] = query.shape().dims::<4>();
+        let keys = key.shape().dims::<4>()[2];
+        let device = query.device();
+        let scores = Flex::float_matmul(query, Flex::float_transpose(key));
+        let mut scores: Vec<f32> = scores.into_data().try_into_vec().expect("f32 scores");
+        let scale = scale as f32;
+        scores
+            .par_chunks_mut(keys)
+            .enumerate()
+            .for_each(|(row, scores)| {
+                let (seen, future) = scores.split_at_mut(row % rows + keys - rows + 1);
+                seen.iter_mut().for_each(|x| *x *= scale);
+                row_math::softmax_in_place(seen);
+                future.fill(0.0);
+            });
+        let shape = [batch, heads, rows, keys];
+        Flex::float_from_data(TensorData::new(scores, shape), &device)
     }
 }
 
@@ -120,7 +164,7 @@ fn attention_in_blocks(
 #[derive(Debug)]
 struct AttentionBackward;
 
-impl<B: Backend> Backward<B, 3> for AttentionBackward {
+impl<B: CausalAttention> Backward<B, 3> for AttentionBackward {
     /// Q, K and V (all the backward needs, O(seq) memory) and the block size.
     type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, usize);
 
@@ -138,7 +182,7 @@ impl<B: Backend> Backward<B, 3> for AttentionBackward {
 }
 
 /// The attention output, block by block of query rows.
-fn blocked_forward<B: Backend>(
+fn blocked_forward<B: CausalAttention>(
     q: FloatTensor<B>,
     k: FloatTensor<B>,
     v: FloatTensor<B>,
@@ -150,7 +194,8 @@ fn blocked_forward<B: Backend>(
         .map(|rows| {
             let keys = 0..rows.end;
             let q_rows = blocks.take::<B>(&q, rows);
-            let p = probabilities::<B>(q_rows, blocks.take::<B>(&k, keys.clone()), blocks.scale);
+            let k_keys = blocks.take::<B>(&k, keys.clone());
+            let p = B::causal_probabilities(q_rows, k_keys, blocks.scale);
             B::float_matmul(p, blocks.take::<B>(&v, keys))
         })
         .collect();
@@ -159,7 +204,7 @@ fn blocked_forward<B: Backend>(
 
 /// The gradients of Q, K and V from the output's, recomputing each block's probabilities P:
 /// dV = P^T dO, dS = P * (dO V^T - rowsum(P * dO V^T)) * scale, dQ = dS K, dK = dS^T Q.
-fn blocked_backward<B: Backend>(
+fn blocked_backward<B: CausalAttention>(
     q: FloatTensor<B>,
     k: FloatTensor<B>,
     v: FloatTensor<B>,
@@ -177,7 +222,7 @@ fn blocked_backward<B: Backend>(
         let k_keys = blocks.take::<B>(&k, keys.clone());
         let v_keys = blocks.take::<B>(&v, keys.clone());
         let grad_rows = blocks.take::<B>(&grad, rows);
-        let p = probabilities::<B>(q_rows.clone(), k_keys.clone(), blocks.scale);
+        let p = B::causal_probabilities(q_rows.clone(), k_keys.clone(), blocks.scale);
 
         let dv_keys = B::float_matmul(B::float_transpose(p.clone()), grad_rows.clone());
         let dp = B::float_matmul(grad_rows, B::float_transpose(v_keys));
@@ -320,17 +365,8 @@ mod tests {
                 .iter()
                 .zip(unfused.iter().zip(&blocked))
             {
-                let (a, b): (Vec<f32>, Vec<f32>) = (a.iter().collect(), b.iter().collect());
-                let scale = a.iter().fold(1.0f32, |m, x| m.max(x.abs()));
-                let worst = a
-                    .iter()
-                    .zip(&b)
-                    .map(|(x, y)| (x - y).abs())
-                    .fold(0.0, f32::max);
-                assert!(
-                    worst <= 1e-4 * scale,
-                    "{name} ({blocks} blocks): off by {worst}"
-                );
+                let what = format!("{name} ({blocks} blocks)");
+                crate::testing::assert_close(&what, a, b, 1e-4);
             }
         }
     }

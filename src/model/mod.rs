@@ -10,6 +10,7 @@ pub mod llama;
 pub mod lora;
 pub mod precision;
 mod rope;
+pub(crate) mod row_math;
 pub mod weights;
 
 use burn::module::Module;

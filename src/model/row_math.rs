@@ -1,0 +1,113 @@
+//! Row kernels for the CPU backend's fused ops (the head's log-softmax, attention's
+//! probabilities): an `exp` and row reductions written so that the compiler vectorises them.
+//! flex evaluates `exp` element by element through libm and each tensor op in its own pass
+//! over memory; these run a row in two or three passes, in vector registers.
+
+/// Lanes of the row reductions: independent partial results the compiler keeps in vector
+/// registers (a single running sum would be a chain of dependent scalar adds).
+const LANES: usize = 8;
+
+/// The largest element of `row` (NaNs are passed over).
+pub fn max(row: &[f32]) -> f32 {
+    fold_lanes(
+        row,
+        f32::NEG_INFINITY,
+        |x| x,
+        |m, x| if x > m { x } else { m },
+    )
+}
+
+/// max + log sum_j exp(row[j] - max).
+pub fn log_sum_exp(row: &[f32]) -> f32 {
+    let max = max(row);
+    let sum = fold_lanes(row, 0.0, |x| exp_nonpositive(x - max), |s, x| s + x);
+    max + sum.ln()
+}
+
+/// `row` replaced by softmax(row).
+pub fn softmax_in_place(row: &mut [f32]) {
+    let max = max(row);
+    for x in row.iter_mut() {
+        *x = exp_nonpositive(*x - max);
+    }
+    let scale = 1.0 / fold_lanes(row, 0.0, |x| x, |s, x| s + x);
+    for x in row.iter_mut() {
+        *x *= scale;
+    }
+}
+
+/// `combine` over `map` of every element, in `LANES` interleaved partial results.
+fn fold_lanes(
+    row: &[f32],
+    init: f32,
+    map: impl Fn(f32) -> f32,
+    combine: impl Fn(f32, f32) -> f32,
+) -> f32 {
+    let mut lanes = [init; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane = combine(*lane, map(x));
+        }
+    }
+    let rest = chunks.remainder().iter().map(|&x| map(x));
+    lanes.into_iter().chain(rest).fold(init, combine)
+}
+
+/// e^x for the x <= 0 these kernels meet (a value minus its row's max or log-normaliser), in
+/// branch-free arithmetic the compiler vectorises: e^x = 2^n e^r with n = round(x log2 e),
+/// |r| <= ln2 / 2, and e^r from Cephes' polynomial (within 2 ulp of libm). Arguments below
+/// -87 give e^-87 (2e-38: nothing beside the row's largest term, 1); NaN stays NaN.
+#[inline(always)]
+pub fn exp_nonpositive(x: f32) -> f32 {
+    // Adding and subtracting 1.5 * 2^23 rounds an f32 of magnitude below 2^22 to an integer.
+    const ROUND: f32 = 12_582_912.0;
+    let x = if x < -87.0 { -87.0 } else { x };
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    // ln 2 in two parts (Cephes' C1 + C2), so that n * C1 is exact.
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let e_r = p * r * r + r + 1.0;
+    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_polynomial_exp_is_within_a_few_ulp_of_libm() {
+        let mut worst = 0.0f32;
+        for i in 0..=870_000 {
+            let x = -(i as f32) * 1e-4;
+            let relative = (exp_nonpositive(x) - x.exp()).abs() / x.exp();
+            worst = worst.max(relative);
+        }
+        assert!(worst < 3e-7, "relative error {worst}");
+        assert!(exp_nonpositive(f32::NAN).is_nan());
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert!(exp_nonpositive(-1e30) < 1e-37);
+    }
+
+    #[test]
+    fn row_kernels_match_their_definitions() {
+        // 21 elements: two full chunks of lanes and a remainder, the largest in the remainder.
+        let row: Vec<f32> = (0..21)
+            .map(|i| ((i * 7) % 11) as f32 * 0.9 - 3.0 + i as f32 * 0.1)
+            .collect();
+        let expected_max = row.iter().cloned().fold(f32::MIN, f32::max);
+        assert_eq!(max(&row), expected_max);
+        let sum: f32 = row.iter().map(|x| (x - expected_max).exp()).sum();
+        assert!((log_sum_exp(&row) - (expected_max + sum.ln())).abs() < 1e-5);
+        let mut softmax = row.clone();
+        softmax_in_place(&mut softmax);
+        for (p, x) in softmax.iter().zip(&row) {
+            assert!((p - (x - expected_max).exp() / sum).abs() < 1e-6);
+        }
+    }
+}
