@@ -58,7 +58,7 @@ impl TokenLogProbs for Flex {
             return composed_log_normalisers::<Self>(logits);
         }
         let logits = logits.to_contiguous();
-        let (rows, vocab) = matrix(&logits);
+        let [rows, vocab] = logits.shape().dims::<2>();
         let values = logits.as_slice::<f32>().expect("contiguous f32");
         let mut normalisers = vec![0.0f32; rows];
         normalisers
@@ -78,7 +78,7 @@ impl TokenLogProbs for Flex {
             return composed_backward::<Self>(logits, normalisers, targets, grad);
         }
         let logits = logits.to_contiguous();
-        let (rows, vocab) = matrix(&logits);
+        let [rows, vocab] = logits.shape().dims::<2>();
         let values = logits.as_slice::<f32>().expect("contiguous f32");
         let per_row = |t: FloatTensor<Self>| t.into_data().iter::<f32>().collect::<Vec<_>>();
         let (normalisers, grad) = (per_row(normalisers), per_row(grad));
@@ -170,11 +170,6 @@ fn composed_backward<B: Backend>(
     let spread = B::float_neg(B::float_mul(softmax, column(grad.clone())));
     let targets = B::int_reshape(targets, Shape::new([rows, 1]));
     B::float_scatter(1, spread, targets, column(grad), IndexingUpdateOp::Add)
-}
-
-fn matrix(tensor: &FloatTensor<Flex>) -> (usize, usize) {
-    let [rows, vocab] = tensor.shape().dims::<2>();
-    (rows, vocab)
 }
 
 #[cfg(test)]
