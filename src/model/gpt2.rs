@@ -8,9 +8,10 @@
 
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Int, Tensor};
 
+use super::activation::gelu_tanh;
 use super::attention::causal_attention;
 use super::config::Gpt2Config;
 use super::lora::{Compute, Layout};
@@ -153,15 +154,4 @@ impl Mlp {
         };
         linear(&self.c_proj, x, compute)
     }
-}
-
-/// GPT-2's `gelu_new`, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), written as the identical
-/// x·sigmoid(2·√(2/π)·(x + 0.044715·x³)). burn's `gelu_approximate` builds it from `powf` and
-/// `tanh`, which on the CPU backend cost a quarter of a training step (libm's tanhf and powf
-/// are slow); a cube by multiplication and one sigmoid give the same values far cheaper.
-fn gelu_tanh(x: Tensor<3>) -> Tensor<3> {
-    const TWO_SQRT_2_OVER_PI: f64 = 2.0 * 0.797_884_560_802_865_4;
-    let cube = x.clone() * x.clone() * x.clone();
-    let inner = (x.clone() + cube * 0.044715) * TWO_SQRT_2_OVER_PI;
-    x * sigmoid(inner)
 }

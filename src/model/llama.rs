@@ -10,10 +10,10 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, RmsNorm, RmsNormConfig};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::activation::silu;
 use super::attention::causal_attention;
 use super::lora::{Compute, Layout};
 use super::rope::{Rope, RopeSettings};

@@ -2,6 +2,7 @@
 //! names. Everything outside this module sees one type, [`CausalLm`], and one configuration,
 //! [`ModelConfig`]; the family is read from `config.json`'s `model_type`.
 
+mod activation;
 pub mod attention;
 pub mod config;
 pub mod gpt2;

@@ -1,7 +1,8 @@
 //! Row kernels for the CPU backend's fused ops (the head's log-softmax, attention's
-//! probabilities): an `exp` and row reductions written so that the compiler vectorises them.
-//! flex evaluates `exp` element by element through libm and each tensor op in its own pass
-//! over memory; these run a row in two or three passes, in vector registers.
+//! probabilities, the sigmoid-gated activations): an `exp` and row reductions written so that
+//! the compiler vectorises them. flex evaluates `exp` element by element through libm and each
+//! tensor op in its own pass over memory; these run a row in two or three passes, in vector
+//! registers.
 
 /// Lanes of the row reductions: independent partial results the compiler keeps in vector
 /// registers (a single running sum would be a chain of dependent scalar adds).
@@ -76,6 +77,14 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
+/// 1 / (1 + e^-x) through `exp_nonpositive` of -|x|, which cannot overflow; NaN stays NaN.
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    let e = exp_nonpositive(-x.abs());
+    let r = 1.0 / (1.0 + e);
+    if x >= 0.0 { r } else { e * r }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +101,20 @@ mod tests {
         assert!(exp_nonpositive(f32::NAN).is_nan());
         assert_eq!(exp_nonpositive(0.0), 1.0);
         assert!(exp_nonpositive(-1e30) < 1e-37);
+    }
+
+    #[test]
+    fn the_sigmoid_matches_its_definition() {
+        // Down to -80: below -87 the exp stops at e^-87, far under anything a gate passes.
+        for i in -1600..=1600 {
+            let x = i as f32 * 0.05;
+            let expected = 1.0 / (1.0 + (-x as f64).exp());
+            let relative = (sigmoid(x) as f64 - expected).abs() / expected;
+            assert!(relative <= 1e-6, "sigmoid({x}): relative error {relative}");
+        }
+        assert_eq!(sigmoid(1e30), 1.0);
+        assert!(sigmoid(-1e30) < 1e-37);
+        assert!(sigmoid(f32::NAN).is_nan());
     }
 
     #[test]
