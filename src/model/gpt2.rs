@@ -15,6 +15,7 @@ use super::activation::gelu_tanh;
 use super::attention::causal_attention;
 use super::config::Gpt2Config;
 use super::lora::{Compute, Layout};
+use super::norm::layer_norm;
 
 #[derive(Module, Debug)]
 pub struct Gpt2 {
@@ -24,6 +25,8 @@ pub struct Gpt2 {
     pub ln_f: LayerNorm,
     #[module(skip)]
     pub compute: Compute,
+    /// The LayerNorms' epsilon (burn's module keeps its own private).
+    norm_epsilon: f64,
 }
 
 #[derive(Module, Debug)]
@@ -32,6 +35,7 @@ pub struct Block {
     pub attn: Attention,
     pub ln_2: LayerNorm,
     pub mlp: Mlp,
+    norm_epsilon: f64,
 }
 
 #[derive(Module, Debug)]
@@ -73,6 +77,7 @@ impl Gpt2 {
                 c_proj: linear(config.inner_dim(), d),
                 exact_gelu: config.activation_function == "gelu",
             },
+            norm_epsilon: config.layer_norm_epsilon,
         };
         Gpt2 {
             wte: EmbeddingConfig::new(config.vocab_size, d).init(device),
@@ -80,6 +85,7 @@ impl Gpt2 {
             h: (0..config.n_layer).map(|_| block()).collect(),
             ln_f: norm(),
             compute: Compute::default(),
+            norm_epsilon: config.layer_norm_epsilon,
         }
     }
 
@@ -96,7 +102,7 @@ impl Gpt2 {
     }
 
     pub fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
-        self.ln_f.forward(x)
+        layer_norm(&self.ln_f, self.norm_epsilon, x)
     }
 
     /// The language-model head: the token embedding, tied. [vocab, d_model]
@@ -112,8 +118,9 @@ impl Gpt2 {
 
 impl Block {
     fn forward(&self, x: Tensor<3>, compute: Compute) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), compute);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x), compute)
+        let norm = |norm, x| layer_norm(norm, self.norm_epsilon, x);
+        let x = x.clone() + self.attn.forward(norm(&self.ln_1, x), compute);
+        x.clone() + self.mlp.forward(norm(&self.ln_2, x), compute)
     }
 }
 

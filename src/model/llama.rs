@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::activation::silu;
 use super::attention::causal_attention;
 use super::lora::{Compute, Layout};
+use super::norm::rms_norm;
 use super::rope::{Rope, RopeSettings};
 
 /// The `model_type`s this module computes, and what sets them apart.
@@ -366,7 +367,7 @@ impl Llama {
     }
 
     pub fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
-        self.norm.forward(x)
+        rms_norm(&self.norm, x)
     }
 
     /// The output head [vocab, hidden]: `lm_head`, or the token embedding when tied.
@@ -387,11 +388,11 @@ impl Layer {
         let x = x.clone()
             + self
                 .self_attn
-                .forward(self.input_layernorm.forward(x), rope, compute);
+                .forward(rms_norm(&self.input_layernorm, x), rope, compute);
         x.clone()
             + self
                 .mlp
-                .forward(self.post_attention_layernorm.forward(x), compute)
+                .forward(rms_norm(&self.post_attention_layernorm, x), compute)
     }
 }
 
@@ -403,7 +404,7 @@ impl Attention {
                 .forward(x.clone(), compute)
                 .reshape([batch, seq, count, self.head_dim]);
             let y = match norm {
-                Some(norm) => norm.forward(y),
+                Some(norm) => rms_norm(norm, y),
                 None => y,
             };
             y.swap_dims(1, 2)

@@ -9,6 +9,7 @@ pub mod gpt2;
 mod info;
 pub mod llama;
 pub mod lora;
+mod norm;
 pub mod precision;
 mod rope;
 pub(crate) mod row_math;

@@ -37,6 +37,29 @@ pub fn softmax_in_place(row: &mut [f32]) {
     }
 }
 
+/// The sum of `map` of every element.
+pub fn sum_map(row: &[f32], map: impl Fn(f32) -> f32) -> f32 {
+    fold_lanes(row, 0.0, map, |s, x| s + x)
+}
+
+/// sum_j a[j]·b[j], in `LANES` interleaved partial sums.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let (mut a, mut b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (a, b) in (&mut a).zip(&mut b) {
+        for ((lane, x), y) in lanes.iter_mut().zip(a).zip(b) {
+            *lane += x * y;
+        }
+    }
+    let rest: f32 = a
+        .remainder()
+        .iter()
+        .zip(b.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    lanes.iter().sum::<f32>() + rest
+}
+
 /// `combine` over `map` of every element, in `LANES` interleaved partial results.
 fn fold_lanes(
     row: &[f32],
@@ -127,6 +150,10 @@ mod tests {
         assert_eq!(max(&row), expected_max);
         let sum: f32 = row.iter().map(|x| (x - expected_max).exp()).sum();
         assert!((log_sum_exp(&row) - (expected_max + sum.ln())).abs() < 1e-5);
+        assert!((sum_map(&row, |x| x * x) - row.iter().map(|x| x * x).sum::<f32>()).abs() < 1e-3);
+        let other: Vec<f32> = row.iter().map(|x| x * 0.5 - 1.0).collect();
+        let expected_dot: f32 = row.iter().zip(&other).map(|(x, y)| x * y).sum();
+        assert!((dot(&row, &other) - expected_dot).abs() < 1e-3);
         let mut softmax = row.clone();
         softmax_in_place(&mut softmax);
         for (p, x) in softmax.iter().zip(&row) {
