@@ -21,7 +21,7 @@ use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{DType, IndexingUpdateOp, Int, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::model::row_math::{exp_nonpositive, log_sum_exp};
+use crate::model::row_math::{log_sum_exp, scaled_exp};
 
 #[backend_extension(Autodiff, Flex, Cube: cfg(any(not(target_arch = "wasm32"), feature = "webgpu")))]
 pub trait TokenLogProbs: Backend {
@@ -88,9 +88,7 @@ impl TokenLogProbs for Flex {
             .zip(values.par_chunks(vocab))
             .enumerate()
             .for_each(|(r, (out, row))| {
-                for (out, &logit) in out.iter_mut().zip(row) {
-                    *out = -grad[r] * exp_nonpositive(logit - normalisers[r]);
-                }
+                scaled_exp(out, row, normalisers[r], -grad[r]);
                 out[targets[r] as usize] += grad[r];
             });
         Flex::float_from_data(TensorData::new(out, [rows, vocab]), &logits.device())

@@ -21,7 +21,7 @@ use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::model::row_math::sigmoid;
+use crate::model::row_math::{sigmoid, vector_kernel};
 
 /// Elements per task on the threads: large enough to pay for the task, small enough to share.
 const CHUNK: usize = 1 << 14;
@@ -59,11 +59,7 @@ impl SigmoidGate for Flex {
         let mut out = vec![0.0f32; values.len()];
         out.par_chunks_mut(CHUNK)
             .zip(values.par_chunks(CHUNK))
-            .for_each(|(out, x)| {
-                for (out, &x) in out.iter_mut().zip(x) {
-                    *out = x * sigmoid(scale * (x + cubic * x * x * x));
-                }
-            });
+            .for_each(|(out, x)| gate(out, x, scale, cubic));
         Flex::float_from_data(TensorData::new(out, x.shape()), &x.device())
     }
 
@@ -82,15 +78,27 @@ impl SigmoidGate for Flex {
         let mut out = vec![0.0f32; values.len()];
         out.par_chunks_mut(CHUNK)
             .zip(values.par_chunks(CHUNK).zip(grads.par_chunks(CHUNK)))
-            .for_each(|(out, (x, grad))| {
-                for ((out, &x), &grad) in out.iter_mut().zip(x).zip(grad) {
-                    let x2 = x * x;
-                    let s = sigmoid(scale * (x + cubic * x2 * x));
-                    let slope = scale * (1.0 + 3.0 * cubic * x2);
-                    *out = grad * (s + x * (s - s * s) * slope);
-                }
-            });
+            .for_each(|(out, (x, grad))| gate_backward(out, x, grad, scale, cubic));
         Flex::float_from_data(TensorData::new(out, x.shape()), &x.device())
+    }
+}
+
+vector_kernel! {
+    /// out = x·sigmoid(scale·(x + cubic·x³)), element by element.
+    fn gate(out: &mut [f32], x: &[f32], scale: f32, cubic: f32) {
+        for (out, &x) in out.iter_mut().zip(x) {
+            *out = x * sigmoid(scale * (x + cubic * x * x * x));
+        }
+    }
+
+    /// out = `gate`'s derivative at x times grad, element by element.
+    fn gate_backward(out: &mut [f32], x: &[f32], grad: &[f32], scale: f32, cubic: f32) {
+        for ((out, &x), &grad) in out.iter_mut().zip(x).zip(grad) {
+            let x2 = x * x;
+            let s = sigmoid(scale * (x + cubic * x2 * x));
+            let slope = scale * (1.0 + 3.0 * cubic * x2);
+            *out = grad * (s + x * (s - s * s) * slope);
+        }
     }
 }
 

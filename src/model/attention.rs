@@ -99,8 +99,7 @@ impl CausalAttention for Flex {
             .enumerate()
             .for_each(|(row, scores)| {
                 let (seen, future) = scores.split_at_mut(row % rows + keys - rows + 1);
-                seen.iter_mut().for_each(|x| *x *= scale);
-                row_math::softmax_in_place(seen);
+                row_math::softmax_in_place(seen, scale);
                 future.fill(0.0);
             });
         let shape = [batch, heads, rows, keys];

@@ -22,7 +22,7 @@ use burn::nn::{LayerNorm, RmsNorm};
 use burn::tensor::{DType, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::model::row_math::{dot, sum_map};
+use crate::model::row_math::{dot, sum_map, vector_kernel};
 
 /// Rows per task on the threads (and per partial sum of gamma's and beta's gradients).
 const BLOCK_ROWS: usize = 64;
@@ -80,14 +80,7 @@ impl RowNorm for Flex {
         out.par_chunks_mut(width * BLOCK_ROWS)
             .zip(values.par_chunks(width * BLOCK_ROWS))
             .for_each(|(out, x)| {
-                for (out, x) in out.chunks_mut(width).zip(x.chunks(width)) {
-                    let (mean, rstd) = row_moments(x, epsilon as f32, centred);
-                    for (((out, &x), &g), &b) in
-                        out.iter_mut().zip(x).zip(gamma_values).zip(beta_values)
-                    {
-                        *out = (x - mean) * rstd * g + b;
-                    }
-                }
+                normalise_rows(out, x, gamma_values, beta_values, epsilon as f32, centred)
             });
         Flex::float_from_data(TensorData::new(out, x.shape()), &x.device())
     }
@@ -117,33 +110,7 @@ impl RowNorm for Flex {
             .par_chunks_mut(block)
             .zip(values.par_chunks(block).zip(grads.par_chunks(block)))
             .map(|(dx, (x, dy))| {
-                let (mut dgamma, mut dbeta, mut xhat) = (
-                    vec![0.0f32; width],
-                    vec![0.0f32; width],
-                    vec![0.0f32; width],
-                );
-                let rows = dx
-                    .chunks_mut(width)
-                    .zip(x.chunks(width).zip(dy.chunks(width)));
-                for (dx, (x, dy)) in rows {
-                    let (mean, rstd) = row_moments(x, epsilon as f32, centred);
-                    for j in 0..width {
-                        xhat[j] = (x[j] - mean) * rstd;
-                        dx[j] = dy[j] * gamma_values[j];
-                        dgamma[j] += dy[j] * xhat[j];
-                        dbeta[j] += dy[j];
-                    }
-                    let mean_g = if centred {
-                        sum_map(dx, |g| g) / width as f32
-                    } else {
-                        0.0
-                    };
-                    let mean_gx = dot(dx, &xhat) / width as f32;
-                    for (dx, &xhat) in dx.iter_mut().zip(&xhat) {
-                        *dx = rstd * (*dx - mean_g - xhat * mean_gx);
-                    }
-                }
-                (dgamma, dbeta)
+                normalise_rows_backward(dx, x, dy, gamma_values, epsilon as f32, centred)
             })
             .collect();
         let (mut dgamma, mut dbeta) = (vec![0.0f32; width], vec![0.0f32; width]);
@@ -265,7 +232,64 @@ impl<B: RowNorm> Backward<B, 3> for NormBackward {
     }
 }
 
+vector_kernel! {
+    /// out = (x - mean)·rstd·gamma + beta for each row of x (rows of gamma's width).
+    fn normalise_rows(
+        out: &mut [f32],
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        epsilon: f32,
+        centred: bool,
+    ) {
+        for (out, x) in out.chunks_mut(gamma.len()).zip(x.chunks(gamma.len())) {
+            let (mean, rstd) = row_moments(x, epsilon, centred);
+            for (((out, &x), &g), &b) in out.iter_mut().zip(x).zip(gamma).zip(beta) {
+                *out = (x - mean) * rstd * g + b;
+            }
+        }
+    }
+
+    /// x's gradient (into dx) from the output's, dy, for each row of x; returns these rows'
+    /// sums of gamma's and beta's gradients.
+    fn normalise_rows_backward(
+        dx: &mut [f32],
+        x: &[f32],
+        dy: &[f32],
+        gamma: &[f32],
+        epsilon: f32,
+        centred: bool,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let width = gamma.len();
+        let (mut dgamma, mut dbeta, mut xhat) =
+            (vec![0.0f32; width], vec![0.0f32; width], vec![0.0f32; width]);
+        let rows = dx
+            .chunks_mut(width)
+            .zip(x.chunks(width).zip(dy.chunks(width)));
+        for (dx, (x, dy)) in rows {
+            let (mean, rstd) = row_moments(x, epsilon, centred);
+            for j in 0..width {
+                xhat[j] = (x[j] - mean) * rstd;
+                dx[j] = dy[j] * gamma[j];
+                dgamma[j] += dy[j] * xhat[j];
+                dbeta[j] += dy[j];
+            }
+            let mean_g = if centred {
+                sum_map(dx, |g| g) / width as f32
+            } else {
+                0.0
+            };
+            let mean_gx = dot(dx, &xhat) / width as f32;
+            for (dx, &xhat) in dx.iter_mut().zip(&xhat) {
+                *dx = rstd * (*dx - mean_g - xhat * mean_gx);
+            }
+        }
+        (dgamma, dbeta)
+    }
+}
+
 /// A row's mean (0 where not centred) and 1/sqrt(mean((x - mean)²) + eps).
+#[inline(always)]
 fn row_moments(x: &[f32], epsilon: f32, centred: bool) -> (f32, f32) {
     let width = x.len() as f32;
     let mean = if centred {

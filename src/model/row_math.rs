@@ -1,14 +1,35 @@
 //! Row kernels for the CPU backend's fused ops (the head's log-softmax, attention's
-//! probabilities, the sigmoid-gated activations): an `exp` and row reductions written so that
-//! the compiler vectorises them. flex evaluates `exp` element by element through libm and each
-//! tensor op in its own pass over memory; these run a row in two or three passes, in vector
-//! registers.
+//! probabilities, the sigmoid-gated activations, the norms): an `exp` and row reductions
+//! written so that the compiler vectorises them. flex evaluates `exp` element by element
+//! through libm and each tensor op in its own pass over memory; these run a row in two or
+//! three passes, in vector registers.
+//!
+//! A portable x86-64 build may assume only SSE2 (4 lanes). The kernels that a fused op runs
+//! over its rows are declared with [`vector_kernel!`], which compiles each again for AVX2 +
+//! FMA (8 lanes) and AVX-512 (16) and picks the widest the CPU has at run time, so one binary
+//! is fast on every machine. The helpers here are `inline(always)`, so that each is compiled
+//! inside the kernel that calls it, at its width. Results do not depend on the width: no
+//! multiply-add is fused, and the reductions keep `LANES` partial results in a fixed order.
+
+/// Declares functions compiled for each vector extension and chosen at run time (the
+/// `multiversion` crate). For the loops of the CPU kernels: a closure inside one is compiled
+/// with it, but a closure handed to another function is not, so the loop must live inside.
+macro_rules! vector_kernel {
+    ($($item:item)*) => {
+        $(
+            #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl", "x86_64+avx2+fma"))]
+            $item
+        )*
+    };
+}
+pub(crate) use vector_kernel;
 
 /// Lanes of the row reductions: independent partial results the compiler keeps in vector
 /// registers (a single running sum would be a chain of dependent scalar adds).
 const LANES: usize = 8;
 
 /// The largest element of `row` (NaNs are passed over).
+#[inline(always)]
 pub fn max(row: &[f32]) -> f32 {
     fold_lanes(
         row,
@@ -18,31 +39,43 @@ pub fn max(row: &[f32]) -> f32 {
     )
 }
 
-/// max + log sum_j exp(row[j] - max).
-pub fn log_sum_exp(row: &[f32]) -> f32 {
-    let max = max(row);
-    let sum = fold_lanes(row, 0.0, |x| exp_nonpositive(x - max), |s, x| s + x);
-    max + sum.ln()
-}
-
-/// `row` replaced by softmax(row).
-pub fn softmax_in_place(row: &mut [f32]) {
-    let max = max(row);
-    for x in row.iter_mut() {
-        *x = exp_nonpositive(*x - max);
+vector_kernel! {
+    /// max + log sum_j exp(row[j] - max).
+    pub fn log_sum_exp(row: &[f32]) -> f32 {
+        let max = max(row);
+        let sum = fold_lanes(row, 0.0, |x| exp_nonpositive(x - max), |s, x| s + x);
+        max + sum.ln()
     }
-    let scale = 1.0 / fold_lanes(row, 0.0, |x| x, |s, x| s + x);
-    for x in row.iter_mut() {
-        *x *= scale;
+
+    /// `row` replaced by softmax(scale · row).
+    pub fn softmax_in_place(row: &mut [f32], scale: f32) {
+        row.iter_mut().for_each(|x| *x *= scale);
+        let max = max(row);
+        for x in row.iter_mut() {
+            *x = exp_nonpositive(*x - max);
+        }
+        let normaliser = 1.0 / fold_lanes(row, 0.0, |x| x, |s, x| s + x);
+        for x in row.iter_mut() {
+            *x *= normaliser;
+        }
+    }
+
+    /// out[j] = scale · e^(row[j] - shift), for shifts at least the row's largest element.
+    pub fn scaled_exp(out: &mut [f32], row: &[f32], shift: f32, scale: f32) {
+        for (out, &x) in out.iter_mut().zip(row) {
+            *out = scale * exp_nonpositive(x - shift);
+        }
     }
 }
 
 /// The sum of `map` of every element.
+#[inline(always)]
 pub fn sum_map(row: &[f32], map: impl Fn(f32) -> f32) -> f32 {
     fold_lanes(row, 0.0, map, |s, x| s + x)
 }
 
 /// sum_j a[j]·b[j], in `LANES` interleaved partial sums.
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; LANES];
     let (mut a, mut b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -61,6 +94,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `combine` over `map` of every element, in `LANES` interleaved partial results.
+#[inline(always)]
 fn fold_lanes(
     row: &[f32],
     init: f32,
@@ -87,7 +121,8 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     // Adding and subtracting 1.5 * 2^23 rounds an f32 of magnitude below 2^22 to an integer.
     const ROUND: f32 = 12_582_912.0;
     let x = if x < -87.0 { -87.0 } else { x };
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     // ln 2 in two parts (Cephes' C1 + C2), so that n * C1 is exact.
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let p = 1.987_569_1e-4_f32;
@@ -97,7 +132,14 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 5.000_000_1e-1;
     let e_r = p * r * r + r + 1.0;
-    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n built from n's bits: `shifted`'s low mantissa bits hold n (its exponent is fixed by
+    // ROUND), so integer arithmetic on them gives the biased exponent. A float-to-int cast
+    // would do the same but, saturating, keeps the loop scalar.
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    e_r * f32::from_bits(biased << 23)
 }
 
 /// 1 / (1 + e^-x) through `exp_nonpositive` of -|x|, which cannot overflow; NaN stays NaN.
@@ -155,7 +197,7 @@ mod tests {
         let expected_dot: f32 = row.iter().zip(&other).map(|(x, y)| x * y).sum();
         assert!((dot(&row, &other) - expected_dot).abs() < 1e-3);
         let mut softmax = row.clone();
-        softmax_in_place(&mut softmax);
+        softmax_in_place(&mut softmax, 1.0);
         for (p, x) in softmax.iter().zip(&row) {
             assert!((p - (x - expected_max).exp() / sum).abs() < 1e-6);
         }
