@@ -51,6 +51,14 @@ pub struct TrainConfig {
     pub loss: LossConfig,
 }
 
+impl TrainConfig {
+    /// Whether the run asked to spend time for memory (gradient checkpointing, a half-precision
+    /// base): what else it runs should then favour memory too.
+    pub fn saves_memory(&self) -> bool {
+        self.gradient_checkpointing || self.base_precision != BasePrecision::F32
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {

@@ -227,6 +227,29 @@ impl Case {
         name
     }
 
+    /// The training settings the case runs with.
+    pub fn config(&self, timing: &Timing) -> TrainConfig {
+        let w = self.workload;
+        TrainConfig {
+            seed: timing.seed,
+            sft_steps: 0,
+            steps: timing.warmup + timing.steps,
+            batch: w.pairs,
+            max_length: w.seq,
+            warmup_steps: 0,
+            precompute_ref: self.mode == Mode::Precomputed,
+            gradient_checkpointing: self.variant.checkpointing,
+            precision: self.precision,
+            base_precision: self.variant.base,
+            lora: (self.mode == Mode::Adapters).then(|| LoraConfig {
+                r: 16,
+                alpha: 32.0,
+                ..LoraConfig::default()
+            }),
+            ..TrainConfig::default()
+        }
+    }
+
     /// Parses a spec; the precision may be left out (f32).
     pub fn parse(spec: &str) -> Result<Case, Error> {
         let bad = || {
@@ -404,24 +427,7 @@ pub fn run_case(case: &Case, timing: &Timing) -> Result<CaseResult, Error> {
     let description = selected.description();
     let device = selected.device;
     let w = case.workload;
-    let config = TrainConfig {
-        seed: timing.seed,
-        sft_steps: 0,
-        steps: timing.warmup + timing.steps,
-        batch: w.pairs,
-        max_length: w.seq,
-        warmup_steps: 0,
-        precompute_ref: case.mode == Mode::Precomputed,
-        gradient_checkpointing: case.variant.checkpointing,
-        precision: case.precision,
-        base_precision: case.variant.base,
-        lora: (case.mode == Mode::Adapters).then(|| LoraConfig {
-            r: 16,
-            alpha: 32.0,
-            ..LoraConfig::default()
-        }),
-        ..TrainConfig::default()
-    };
+    let config = case.config(timing);
     // The pairs are token ids, never text: a byte-level tokenizer stands in for a real one.
     let tokenizer = train_bpe(std::iter::empty(), 257)
         .and_then(|t| TextTokenizer::from_tokenizer(t, None))

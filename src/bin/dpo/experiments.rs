@@ -91,7 +91,9 @@ pub fn bench_cmd(args: BenchArgs) -> Result<(), Error> {
         seed: args.seed,
     };
     if let Some(spec) = &args.case {
-        let result = bench::run_case(&bench::Case::parse(spec)?, &timing)?;
+        let case = bench::Case::parse(spec)?;
+        crate::process::tune_allocator(&case.config(&timing));
+        let result = bench::run_case(&case, &timing)?;
         println!("{}", serde_json::to_string(&result).expect("json"));
         return Ok(());
     }

@@ -8,6 +8,7 @@ mod experiments;
 mod handoff;
 mod hub;
 mod lora;
+mod process;
 mod progress;
 
 use std::path::PathBuf;
@@ -294,8 +295,8 @@ struct GenerateArgs {
 }
 
 fn main() -> ExitCode {
-    quiet_wayland_probe();
-    cpu_default_device();
+    process::quiet_wayland_probe();
+    process::cpu_default_device();
     std::panic::set_hook(Box::new(|info| {
         eprintln!("internal error: {info}");
     }));
@@ -340,31 +341,6 @@ fn plot(args: PlotArgs) -> Result<(), Error> {
         .map_err(|e| Error::Runtime(format!("writing {} failed: {e}", out.display())))?;
     eprintln!("charts: {}", out.display());
     Ok(())
-}
-
-/// Probing Vulkan adapters makes Mesa's drivers try Wayland, and libwayland prints an
-/// "error:" line to stderr when XDG_RUNTIME_DIR is unset (headless machines, CI). Point it at
-/// an empty private folder so the probe fails quietly and our own error line stays the only one.
-fn quiet_wayland_probe() {
-    #[cfg(target_os = "linux")]
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        let dir = std::env::temp_dir().join("dpo-xdg-runtime");
-        if std::fs::create_dir_all(&dir).is_ok() {
-            // SAFETY: first thing in main, before any other thread exists.
-            unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
-        }
-    }
-}
-
-/// burn's default device would be wgpu. Nothing here computes on it (devices are chosen in
-/// `device.rs`), but burn loads a saved optimizer state onto it before the first step moves
-/// the state to the parameters' device: a resumed run would initialise a GPU it does not use
-/// (slow, and failing on machines without one). The CPU backend is always there.
-fn cpu_default_device() {
-    if std::env::var_os("BURN_DEVICE").is_none() {
-        // SAFETY: called from main before any other thread exists.
-        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
-    }
 }
 
 fn select_device(arg: &BackendArg) -> Result<burn::tensor::Device, Error> {
@@ -476,6 +452,7 @@ fn default_out(config: &TrainConfig) -> PathBuf {
 
 fn train(args: TrainArgs) -> Result<(), Error> {
     let config = train_config(&args)?;
+    process::tune_allocator(&config);
     let out = args.out.clone().unwrap_or_else(|| default_out(&config));
     let pairs =
         |arg: &Option<PathBuf>, split| arg.as_ref().map(|a| hub::pairs_file(a, split)).transpose();
