@@ -15,3 +15,25 @@ pub fn assert_close(what: &str, expected: &TensorData, actual: &TensorData, tole
         .fold(0.0, f32::max);
     assert!(worst <= tolerance * scale, "{what}: off by {worst}");
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::backend::ops::FloatTensorOps;
+    use burn::tensor::{FloatDType, Shape};
+
+    /// The vendored burn-flex's patch (vendor/README.md): a new CPU tensor is zeroed and
+    /// aligned as burn requires (that of u128), whether its length allows whole u128s or not.
+    #[test]
+    fn new_cpu_tensors_are_zeroed_and_aligned() {
+        let device = Default::default();
+        for len in [0, 3, 4, 1000, 1001] {
+            let tensor = Flex::float_zeros(Shape::new([len]), &device, FloatDType::F32);
+            let bytes = tensor.bytes();
+            assert_eq!(bytes.len(), len * 4);
+            assert!(bytes.iter().all(|&b| b == 0), "{len} elements: not zeroed");
+            let align = std::mem::align_of::<u128>();
+            assert_eq!(bytes.as_ptr() as usize % align, 0, "{len} elements: misaligned");
+        }
+    }
+}
