@@ -33,7 +33,11 @@ mod tests {
             assert_eq!(bytes.len(), len * 4);
             assert!(bytes.iter().all(|&b| b == 0), "{len} elements: not zeroed");
             let align = std::mem::align_of::<u128>();
-            assert_eq!(bytes.as_ptr() as usize % align, 0, "{len} elements: misaligned");
+            assert_eq!(
+                bytes.as_ptr() as usize % align,
+                0,
+                "{len} elements: misaligned"
+            );
         }
     }
 }
