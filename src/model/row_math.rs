@@ -30,7 +30,7 @@ const LANES: usize = 8;
 
 /// The largest element of `row` (NaNs are passed over).
 #[inline(always)]
-pub fn max(row: &[f32]) -> f32 {
+fn max(row: &[f32]) -> f32 {
     fold_lanes(
         row,
         f32::NEG_INFINITY,
@@ -47,12 +47,13 @@ vector_kernel! {
         max + sum.ln()
     }
 
-    /// `row` replaced by softmax(scale · row).
+    /// `row` replaced by softmax(scale · row), for a positive scale (which then keeps the
+    /// largest element the largest, so it scales inside the exp instead of in a pass of its own).
     pub fn softmax_in_place(row: &mut [f32], scale: f32) {
-        row.iter_mut().for_each(|x| *x *= scale);
+        debug_assert!(scale > 0.0, "softmax scale {scale}");
         let max = max(row);
         for x in row.iter_mut() {
-            *x = exp_nonpositive(*x - max);
+            *x = exp_nonpositive(scale * (*x - max));
         }
         let normaliser = 1.0 / fold_lanes(row, 0.0, |x| x, |s, x| s + x);
         for x in row.iter_mut() {
@@ -117,7 +118,7 @@ fn fold_lanes(
 /// |r| <= ln2 / 2, and e^r from Cephes' polynomial (within 2 ulp of libm). Arguments below
 /// -87 give e^-87 (2e-38: nothing beside the row's largest term, 1); NaN stays NaN.
 #[inline(always)]
-pub fn exp_nonpositive(x: f32) -> f32 {
+fn exp_nonpositive(x: f32) -> f32 {
     // Adding and subtracting 1.5 * 2^23 rounds an f32 of magnitude below 2^22 to an integer.
     const ROUND: f32 = 12_582_912.0;
     let x = if x < -87.0 { -87.0 } else { x };
@@ -200,6 +201,12 @@ mod tests {
         softmax_in_place(&mut softmax, 1.0);
         for (p, x) in softmax.iter().zip(&row) {
             assert!((p - (x - expected_max).exp() / sum).abs() < 1e-6);
+        }
+        let scaled_sum: f32 = row.iter().map(|x| (0.5 * (x - expected_max)).exp()).sum();
+        let mut scaled = row.clone();
+        softmax_in_place(&mut scaled, 0.5);
+        for (p, x) in scaled.iter().zip(&row) {
+            assert!((p - (0.5 * (x - expected_max)).exp() / scaled_sum).abs() < 1e-6);
         }
     }
 }
