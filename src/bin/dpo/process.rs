@@ -42,6 +42,10 @@ pub fn cpu_default_device() {
 /// raised a LoRA run's peak by a quarter (BENCHMARKS.md), so a run that chose to spend time
 /// for memory keeps glibc's defaults. A `GLIBC_TUNABLES` in the environment is the user's
 /// own tuning: it is left alone. Called before the run starts its threads.
+#[cfg_attr(
+    not(all(target_os = "linux", target_env = "gnu")),
+    allow(unused_variables)
+)]
 pub fn tune_allocator(config: &TrainConfig) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if !config.saves_memory() && std::env::var_os("GLIBC_TUNABLES").is_none() {
