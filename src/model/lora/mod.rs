@@ -218,19 +218,39 @@ impl Compute {
         bias: Option<&Param<Tensor<1>>>,
         layout: Layout,
     ) -> Tensor<3> {
+        // One product over all batch·seq rows instead of one per sequence: burn would
+        // otherwise differentiate the broadcast weight as a batch of per-sequence gradients,
+        // each a product with only seq rows, summed afterwards.
+        let [batch, seq, _] = x.dims();
+        let y = self.project_rows(x.flatten(0, 1), weight, bias, layout);
+        let d_out = y.dims()[1];
+        y.reshape([batch, seq, d_out])
+    }
+
+    /// `project` on rows `x` [rows, d_in].
+    fn project_rows(
+        self,
+        x: Tensor<2>,
+        weight: &Param<Tensor<2>>,
+        bias: Option<&Param<Tensor<1>>>,
+        layout: Layout,
+    ) -> Tensor<2> {
+        // Cast before transposing: a half-precision base then reaches the product laid out
+        // as an f32 one does (the same strides, so gemm sums in the same order).
+        let base = self.precision.operand(weight.base());
         let base = match layout {
-            Layout::InOut => weight.base(),
-            Layout::OutIn => weight.base().transpose(),
+            Layout::InOut => base,
+            Layout::OutIn => base.transpose(),
         };
-        let mut y = self.precision.matmul(x.clone(), base.unsqueeze());
+        let mut y = self.precision.matmul(x.clone(), base);
         if let (true, Some(adapter)) = (self.adapters, weight.adapter()) {
             // burn's a·b is the update in the stored layout; as x-side factors:
             let (down, up) = match layout {
                 Layout::InOut => (adapter.a.val(), adapter.b.val()),
                 Layout::OutIn => (adapter.b.val().transpose(), adapter.a.val().transpose()),
             };
-            let low = self.precision.matmul(self.dropout(x), down.unsqueeze());
-            y = y + self.precision.matmul(low, up.unsqueeze()) * adapter.scale;
+            let low = self.precision.matmul(self.dropout(x), down);
+            y = y + self.precision.matmul(low, up) * adapter.scale;
         }
         match bias {
             Some(bias) => y + bias.val().unsqueeze(),
@@ -238,7 +258,7 @@ impl Compute {
         }
     }
 
-    fn dropout(self, x: Tensor<3>) -> Tensor<3> {
+    fn dropout(self, x: Tensor<2>) -> Tensor<2> {
         if self.dropout == 0.0 || !x.is_autodiff() {
             return x;
         }
