@@ -11,8 +11,9 @@
 //! (burn's fallback would materialise the whole matrix on the GPU). On flex a block's
 //! probabilities are one fused pass per row (`row_math`) instead of six tensor ops (mask, max,
 //! subtract, exp, sum, divide), each a pass over the block with flex's element-by-element
-//! `exp`; that is also why the forward does not call flex's own attention, whose softmax is
-//! that scalar loop too, over the masked scores as well (0.9x `tiny`'s CPU step without it).
+//! `exp`. That is also why the forward does not call flex's own attention: its softmax is
+//! such a scalar loop, run over the masked scores too (leaving it cut `tiny`'s CPU step to
+//! 0.9x).
 //!
 //! The op is a burn backend extension: a trait implemented on each backend, with a
 //! hand-written backward on `Autodiff<B>`; `causal_attention` is its tensor-level entry.

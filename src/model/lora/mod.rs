@@ -222,19 +222,7 @@ impl Compute {
         // otherwise differentiate the broadcast weight as a batch of per-sequence gradients,
         // each a product with only seq rows, summed afterwards.
         let [batch, seq, _] = x.dims();
-        let y = self.project_rows(x.flatten(0, 1), weight, bias, layout);
-        let d_out = y.dims()[1];
-        y.reshape([batch, seq, d_out])
-    }
-
-    /// `project` on rows `x` [rows, d_in].
-    fn project_rows(
-        self,
-        x: Tensor<2>,
-        weight: &Param<Tensor<2>>,
-        bias: Option<&Param<Tensor<1>>>,
-        layout: Layout,
-    ) -> Tensor<2> {
+        let x = x.flatten::<2>(0, 1);
         // Cast before transposing: a half-precision base then reaches the product laid out
         // as an f32 one does (the same strides, so gemm sums in the same order).
         let base = self.precision.operand(weight.base());
@@ -252,10 +240,11 @@ impl Compute {
             let low = self.precision.matmul(self.dropout(x), down);
             y = y + self.precision.matmul(low, up) * adapter.scale;
         }
-        match bias {
-            Some(bias) => y + bias.val().unsqueeze(),
-            None => y,
+        if let Some(bias) = bias {
+            y = y + bias.val().unsqueeze();
         }
+        let d_out = y.dims()[1];
+        y.reshape([batch, seq, d_out])
     }
 
     fn dropout(self, x: Tensor<2>) -> Tensor<2> {
