@@ -40,11 +40,18 @@ nightly=nightly-2026-10-29
 rustup toolchain list | grep -q "^$nightly" \
   || rustup toolchain install "$nightly" --profile minimal -c rust-src -t wasm32-unknown-unknown
 threads_target="${CARGO_TARGET_DIR:-target}/wasm-threads"
+# Every crate (std too) optimised for size but the ones the step spends its time in: 2.72 ->
+# 2.42 MB gzipped, and its threaded step 0.75x, faster than on one thread in every round
+# (BENCHMARKS.md, 2026-12-08). With the kernels at "s" too: 2.08 MB, but a slower step.
+size_opts=(--config 'profile.release.opt-level="s"')
+for crate in dpo burn-flex gemm gemm-common gemm-f32 macerator rayon-core; do
+  size_opts+=(--config "profile.release.package.$crate.opt-level=3")
+done
 # The link flags go to the final module only (`cargo rustc`): a shared, imported memory and
 # the thread-local storage exports wasm-bindgen's thread start-up calls.
 RUSTFLAGS='-C target-feature=+simd128,+atomics,+bulk-memory,+mutable-globals --cfg getrandom_backend="wasm_js"' \
   CARGO_TARGET_DIR="$threads_target" \
-  cargo "+$nightly" rustc --lib --crate-type cdylib --release --locked --target wasm32-unknown-unknown \
+  cargo "+$nightly" "${size_opts[@]}" rustc --lib --crate-type cdylib --release --locked --target wasm32-unknown-unknown \
   --no-default-features --features threads -Z build-std=panic_abort,std -- \
   -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296 \
   -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size \
